@@ -1,0 +1,69 @@
+# Every entry point installs and starts what it needs; each step is idempotent.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+export SUPPORT_AGENT_STATE_DIR ?= $(CURDIR)/.state
+export SUPPORT_AGENT_CACHE_DIR ?= $(HOME)/.cache/support-agent
+# Embedded engine (ignored when HATCHET_CLIENT_TOKEN points at an external one).
+export HATCHET_CLIENT_EMBEDDED_BINARY_PATH ?= $(CURDIR)/setup/hatchet-sidecar
+export HATCHET_CLIENT_EMBEDDED_DATABASE_URL ?= postgresql://hatchet:hatchet@127.0.0.1:5432/hatchet?sslmode=disable
+
+.PHONY: help setup venv engine engine-stop worker demo test test-unit lint bench clean
+
+help:
+	@echo "make demo    set everything up, run two sample tickets, stop"
+	@echo "make test    set everything up, run unit, integration and e2e tests"
+	@echo "make bench   run the benchmarks"
+	@echo "make setup   only set up (venv, Docker, Postgres, engine build, sandbox image)"
+	@echo "make engine / make engine-stop / make worker   run the pieces by hand"
+	@echo "make lint    ruff and mypy --strict"
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip >/dev/null
+	@$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+setup: venv
+	@start=$$EPOCHREALTIME; \
+	bash setup/docker.sh && bash setup/postgres.sh && bash setup/hatchet.sh && \
+	image=$$(bash setup/sandbox-image.sh) && \
+	echo "$$image" > $(SUPPORT_AGENT_STATE_DIR)/sandbox-image && \
+	awk -v s=$$start -v e=$$EPOCHREALTIME -v i="$$image" 'BEGIN { printf "[setup] done in %.1f s (sandbox image %s)\n", e - s, i }'
+
+engine: setup
+	@$(BIN)/support-agent engine start
+
+engine-stop: venv
+	@$(BIN)/support-agent engine stop
+
+worker: engine
+	@$(BIN)/support-agent worker
+
+demo: engine
+	@$(BIN)/support-agent demo
+
+test: setup lint
+	@$(BIN)/support-agent engine start
+	@$(BIN)/pytest -p no:cacheprovider tests
+
+test-unit: venv
+	@$(BIN)/pytest -p no:cacheprovider tests/unit
+
+lint: venv
+	@$(BIN)/ruff check agent sandbox workflows tests benchmarks
+	@$(BIN)/mypy
+
+bench: setup
+	@$(BIN)/support-agent engine start
+	@$(PY) -m benchmarks
+
+clean:
+	-@$(BIN)/support-agent engine stop
+	rm -rf $(VENV) .state

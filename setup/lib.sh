@@ -1,0 +1,41 @@
+# Shared helpers for the set-up scripts. Sourced, never run.
+# shellcheck shell=bash
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+# Where built artefacts (engine binaries, the Debian base rootfs) are cached
+# between runs and between clones on the same machine.
+: "${SUPPORT_AGENT_CACHE_DIR:=$HOME/.cache/support-agent}"
+# Where running services keep their logs, pid files and connection files.
+: "${SUPPORT_AGENT_STATE_DIR:=$HOME/.local/state/support-agent}"
+mkdir -p "$SUPPORT_AGENT_CACHE_DIR" "$SUPPORT_AGENT_STATE_DIR"
+
+# Debian packages are installed only when missing; `apt-get update` runs once
+# per script invocation, and only if something has to be installed.
+_apt_updated=0
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" -eq 0 ] || die "needs root to install: ${missing[*]} (install them, then re-run)"
+  if [ "$_apt_updated" -eq 0 ]; then
+    log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    _apt_updated=1
+  fi
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Poll a command until it succeeds or the deadline passes.
+wait_for() {
+  local seconds=$1; shift
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.5
+  done
+}

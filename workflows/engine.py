@@ -1,0 +1,198 @@
+"""Where the Hatchet engine is, and how it is started.
+
+Two modes, chosen by the environment:
+
+* ``HATCHET_CLIENT_TOKEN`` set: an external engine (Hatchet Cloud or a
+  self-hosted cluster). The SDK reads its own ``HATCHET_CLIENT_*`` variables.
+* otherwise: the SDK's embedded mode. ``support-agent engine run`` starts the
+  embedded sidecar through ``hatchet_sdk.embedded`` and records its handshake
+  (token, gRPC address, API URL) plus its own pid in ``engine.json``. Workers
+  and clients hand that handshake to ``Hatchet.from_embedded()``, which then
+  connects instead of starting a second engine.
+
+The engine runs in its own process on purpose: it must outlive any one
+worker, so that a restarted (or SIGKILLed) worker finds the same engine and
+the same runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hatchet_sdk import Hatchet
+
+from workflows.settings import Settings
+
+HANDSHAKE_ENV = "HATCHET_EMBEDDED_HANDSHAKE"
+
+
+class EngineUnavailableError(RuntimeError):
+    """No engine is configured or running; the message says how to get one."""
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    token: str
+    tenant_id: str
+    grpc_address: str
+    api_url: str
+    pid: int
+
+    def handshake_json(self) -> str:
+        return json.dumps(
+            {
+                "token": self.token,
+                "tenant_id": self.tenant_id,
+                "grpc_address": self.grpc_address,
+                "api_url": self.api_url,
+            }
+        )
+
+
+def external_engine_configured() -> bool:
+    return bool(os.environ.get("HATCHET_CLIENT_TOKEN"))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_engine(settings: Settings) -> EngineInfo | None:
+    """The engine recorded in the state dir, if its owning process still lives."""
+    try:
+        raw: dict[str, Any] = json.loads(settings.engine_file.read_text())
+        info = EngineInfo(**raw)
+    except (OSError, ValueError, TypeError):
+        return None
+    return info if _pid_alive(info.pid) else None
+
+
+def connect(settings: Settings) -> Hatchet:
+    """A Hatchet client for the configured engine, or a clear error."""
+    if external_engine_configured():
+        return Hatchet()
+    info = running_engine(settings)
+    if info is None:
+        raise EngineUnavailableError(
+            "no Hatchet engine is running: start one with `support-agent engine start` "
+            "(or `make engine`), or set HATCHET_CLIENT_TOKEN for an external engine"
+        )
+    os.environ[HANDSHAKE_ENV] = info.handshake_json()
+    return Hatchet.from_embedded()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o600)  # holds an API token
+    tmp.replace(path)
+
+
+def run_engine(settings: Settings) -> int:
+    """Run the embedded engine in the foreground until SIGTERM/SIGINT (``engine run``)."""
+    from hatchet_sdk.config import EmbeddedHatchetConfig
+    from hatchet_sdk.embedded import start_embedded_sidecar
+
+    if external_engine_configured():
+        raise EngineUnavailableError(
+            "HATCHET_CLIENT_TOKEN is set: that external engine is used, none is started here"
+        )
+    existing = running_engine(settings)
+    if existing is not None:
+        raise EngineUnavailableError(
+            f"an engine is already running (pid {existing.pid}, API {existing.api_url})"
+        )
+    options = EmbeddedHatchetConfig()
+    if not options.binary_path:
+        # Without it the SDK would try to download the sidecar from GitHub.
+        raise EngineUnavailableError(
+            "HATCHET_CLIENT_EMBEDDED_BINARY_PATH is not set: run `make setup` (which builds the "
+            "engine) and start it with `make engine`, or point it at a sidecar binary"
+        )
+    options.ready_timeout_seconds = settings.engine_start_timeout_seconds
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    sidecar = start_embedded_sidecar(options)
+    try:
+        hs = sidecar.handshake
+        info = EngineInfo(hs.token, hs.tenant_id, hs.grpc_address, hs.api_url, os.getpid())
+        _write_atomic(settings.engine_file, json.dumps(info.__dict__))
+        print(f"engine ready: gRPC {hs.grpc_address}, API {hs.api_url}", flush=True)
+        while not stop.wait(1.0):
+            if sidecar.process.poll() is not None:
+                print(f"engine exited with code {sidecar.process.returncode}", file=sys.stderr)
+                return 1
+        return 0
+    finally:
+        with contextlib.suppress(OSError):
+            if running_engine(settings) is None or json.loads(
+                settings.engine_file.read_text()
+            ).get("pid") == os.getpid():
+                settings.engine_file.unlink()
+        sidecar.stop()
+
+
+def start_engine_background(settings: Settings) -> EngineInfo:
+    """Start ``support-agent engine run`` detached and wait until it is ready (``engine start``).
+
+    Idempotent: an engine that is already running is returned as it is.
+    """
+    existing = running_engine(settings)
+    if existing is not None:
+        return existing
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.state_dir / "engine-launcher.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workflows.cli", "engine", "run"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # not killed with the terminal or the caller
+        )
+    deadline = time.monotonic() + settings.engine_start_timeout_seconds
+    while time.monotonic() < deadline:
+        info = running_engine(settings)
+        if info is not None and info.pid == process.pid:
+            return info
+        if process.poll() is not None:
+            raise EngineUnavailableError(
+                f"the engine exited during start-up (code {process.returncode}); see {log_path}"
+            )
+        time.sleep(0.25)
+    process.terminate()
+    raise EngineUnavailableError(f"the engine was not ready in time; see {log_path}")
+
+
+def stop_engine(settings: Settings, timeout: float = 60.0) -> bool:
+    """Stop the engine started by ``engine start``; False when none was running."""
+    info = running_engine(settings)
+    if info is None:
+        return False
+    os.kill(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _pid_alive(info.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _pid_alive(info.pid):
+        os.kill(info.pid, signal.SIGKILL)
+    return True

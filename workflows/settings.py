@@ -1,0 +1,75 @@
+"""The one place configuration is read: environment variables, prefix ``SUPPORT_AGENT_``.
+
+Libraries (``agent``, ``sandbox``) take explicit arguments; only this module
+reads the environment, so a setting has exactly one name and one default.
+Hatchet's own connection variables (``HATCHET_CLIENT_*``) are read by the SDK
+and are documented next to these in the README.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_state_dir() -> Path:
+    return Path.home() / ".local" / "state" / "support-agent"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of the worker, the engine launcher and the CLI."""
+
+    model_config = SettingsConfigDict(env_prefix="SUPPORT_AGENT_", extra="ignore")
+
+    state_dir: Path = Field(
+        default_factory=_default_state_dir,
+        description="Where the engine's connection file, logs and pid files live.",
+    )
+    reply_timeout_seconds: float = Field(
+        default=48 * 3600,
+        gt=0,
+        description="How long a ticket waits for the customer's reply before escalating.",
+    )
+    reply_lookback_seconds: float = Field(
+        default=300,
+        ge=0,
+        description="Replies pushed this long before the wait starts still count.",
+    )
+    ticket_execution_timeout_seconds: float | None = Field(
+        default=None,
+        description=(
+            "Execution timeout of the durable ticket task. Defaults to the reply timeout plus"
+            " one hour, so a long wait is never killed by Hatchet's 60 s default."
+        ),
+    )
+    eviction_ttl_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="A ticket waiting this long is evicted from its worker until the wait ends.",
+    )
+    worker_name: str = Field(default="support-agent", description="Worker name in Hatchet.")
+    worker_slots: int = Field(default=20, ge=1, description="Concurrent non-durable tasks.")
+    worker_durable_slots: int = Field(default=200, ge=1, description="Concurrent tickets.")
+    engine_start_timeout_seconds: float = Field(default=300, gt=0)
+
+    @property
+    def engine_file(self) -> Path:
+        """Connection details of the engine started by ``support-agent engine``."""
+        return self.state_dir / "engine.json"
+
+    @property
+    def reply_timeout(self) -> timedelta:
+        return timedelta(seconds=self.reply_timeout_seconds)
+
+    @property
+    def reply_lookback(self) -> timedelta:
+        return timedelta(seconds=self.reply_lookback_seconds)
+
+    @property
+    def ticket_execution_timeout(self) -> timedelta:
+        if self.ticket_execution_timeout_seconds is not None:
+            return timedelta(seconds=self.ticket_execution_timeout_seconds)
+        return self.reply_timeout + timedelta(hours=1)
