@@ -24,7 +24,7 @@ if [ -n "${HATCHET_CLIENT_EMBEDDED_BINARY_PATH:-}" ] && [ "$HATCHET_CLIENT_EMBED
   exit 0
 fi
 
-version=$(awk '$1=="github.com/hatchet-dev/hatchet" {print $2}' "$here/hatchet/go.mod")
+version=$(hatchet_version)
 [ -n "$version" ] || die "no pinned hatchet version in setup/hatchet/go.mod"
 bin=${HATCHET_BIN_DIR:-$SUPPORT_AGENT_CACHE_DIR/hatchet-$version/bin}
 

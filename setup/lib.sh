@@ -39,3 +39,9 @@ wait_for() {
     sleep 0.5
   done
 }
+
+# The engine version pinned in setup/hatchet/go.mod.
+hatchet_version() {
+  grep -oE 'github.com/hatchet-dev/hatchet v[0-9]+\.[0-9]+\.[0-9]+' "$(dirname "${BASH_SOURCE[0]}")/hatchet/go.mod" |
+    head -1 | cut -d' ' -f2
+}

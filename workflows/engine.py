@@ -132,7 +132,10 @@ def run_engine(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
 
-    sidecar = start_embedded_sidecar(options)
+    try:
+        sidecar = start_embedded_sidecar(options)
+    except (RuntimeError, TimeoutError) as exc:
+        raise EngineUnavailableError(f"the engine did not start: {exc}") from exc
     try:
         hs = sidecar.handshake
         info = EngineInfo(hs.token, hs.tenant_id, hs.grpc_address, hs.api_url, os.getpid())

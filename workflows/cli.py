@@ -1,0 +1,92 @@
+"""The ``support-agent`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from workflows.settings import Settings
+
+
+def _engine(args: argparse.Namespace, settings: Settings) -> int:
+    from workflows import engine
+
+    if args.action == "run":
+        return engine.run_engine(settings)
+    if args.action == "start":
+        if engine.external_engine_configured():
+            print("using the external engine from HATCHET_CLIENT_TOKEN")
+            return 0
+        info = engine.start_engine_background(settings)
+        print(f"engine running (pid {info.pid}): gRPC {info.grpc_address}, API {info.api_url}")
+        return 0
+    if args.action == "stop":
+        stopped = engine.stop_engine(settings)
+        print("engine stopped" if stopped else "no engine was running")
+        return 0
+    info = engine.running_engine(settings)
+    if info is None:
+        print("no engine running")
+        return 1
+    print(f"engine running (pid {info.pid}): gRPC {info.grpc_address}, API {info.api_url}")
+    return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from workflows.engine import connect
+    from workflows.worker import run_worker
+
+    run_worker(connect(settings), settings, slots=args.slots)
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from workflows.demo import run_demo
+
+    return run_demo(settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="support-agent",
+        description="A durable, sandboxed support agent on Hatchet.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    engine = commands.add_parser("engine", help="run the embedded Hatchet engine")
+    engine.add_argument(
+        "action",
+        choices=["start", "stop", "status", "run"],
+        help="start/stop it in the background, show its status, or run it in the foreground",
+    )
+    engine.set_defaults(handler=_engine)
+
+    worker = commands.add_parser("worker", help="start a worker")
+    worker.add_argument("--slots", type=int, default=None, help="concurrent non-durable tasks")
+    worker.set_defaults(handler=_worker)
+
+    demo = commands.add_parser("demo", help="run two sample tickets end to end")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    try:
+        code: int = args.handler(args, settings)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one clear line for any failure, never a traceback
+        from workflows.engine import EngineUnavailableError
+
+        if not isinstance(exc, EngineUnavailableError | ValueError | OSError):
+            raise
+        print(f"support-agent: error: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
