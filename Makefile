@@ -46,7 +46,7 @@ engine-stop: venv
 worker: engine
 	@$(BIN)/support-agent worker
 
-demo: engine
+demo: setup
 	@$(BIN)/support-agent demo
 
 test: setup lint

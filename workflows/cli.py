@@ -25,11 +25,11 @@ def _engine(args: argparse.Namespace, settings: Settings) -> int:
         stopped = engine.stop_engine(settings)
         print("engine stopped" if stopped else "no engine was running")
         return 0
-    info = engine.running_engine(settings)
-    if info is None:
+    running = engine.running_engine(settings)
+    if running is None:
         print("no engine running")
         return 1
-    print(f"engine running (pid {info.pid}): gRPC {info.grpc_address}, API {info.api_url}")
+    print(f"engine running (pid {running.pid}): gRPC {running.grpc_address}, API {running.api_url}")
     return 0
 
 

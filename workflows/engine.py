@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hatchet_sdk import Hatchet
+from hatchet_sdk import ClientConfig, EmbeddedHatchetConfig, Hatchet
 
 from workflows.settings import Settings
 
@@ -83,10 +83,14 @@ def running_engine(settings: Settings) -> EngineInfo | None:
     return info if _pid_alive(info.pid) else None
 
 
-def connect(settings: Settings) -> Hatchet:
-    """A Hatchet client for the configured engine, or a clear error."""
+def connect(settings: Settings, *, namespace: str | None = None) -> Hatchet:
+    """A Hatchet client for the configured engine, or a clear error.
+
+    ``namespace`` overrides ``HATCHET_CLIENT_NAMESPACE`` (tests isolate themselves this way).
+    """
+    overrides: dict[str, Any] = {} if namespace is None else {"namespace": namespace}
     if external_engine_configured():
-        return Hatchet()
+        return Hatchet(config=ClientConfig(**overrides))
     info = running_engine(settings)
     if info is None:
         raise EngineUnavailableError(
@@ -94,7 +98,7 @@ def connect(settings: Settings) -> Hatchet:
             "(or `make engine`), or set HATCHET_CLIENT_TOKEN for an external engine"
         )
     os.environ[HANDSHAKE_ENV] = info.handshake_json()
-    return Hatchet.from_embedded()
+    return Hatchet.from_embedded(ClientConfig(embedded=EmbeddedHatchetConfig(), **overrides))
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -107,7 +111,6 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def run_engine(settings: Settings) -> int:
     """Run the embedded engine in the foreground until SIGTERM/SIGINT (``engine run``)."""
-    from hatchet_sdk.config import EmbeddedHatchetConfig
     from hatchet_sdk.embedded import start_embedded_sidecar
 
     if external_engine_configured():
@@ -148,9 +151,10 @@ def run_engine(settings: Settings) -> int:
         return 0
     finally:
         with contextlib.suppress(OSError):
-            if running_engine(settings) is None or json.loads(
-                settings.engine_file.read_text()
-            ).get("pid") == os.getpid():
+            if (
+                running_engine(settings) is None
+                or json.loads(settings.engine_file.read_text()).get("pid") == os.getpid()
+            ):
                 settings.engine_file.unlink()
         sidecar.stop()
 

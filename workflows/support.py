@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from hatchet_sdk import (
     Context,
@@ -99,22 +99,47 @@ class SupportWorkflow:
     def all(self) -> list[Any]:
         return [self.ticket, self.triage, self.draft, self.escalate]
 
+    async def register(self, hatchet: Hatchet) -> None:
+        """Register the definitions with the engine (idempotent).
+
+        The engine silently drops a run of a workflow it does not know yet, so
+        clients register before submitting: a ticket then queues until a
+        worker is available instead of depending on a worker having started.
+        """
+        for runnable in self.all():
+            await hatchet._client.admin.aio_put_workflow(runnable.to_proto())
+
 
 def build_support_workflow(hatchet: Hatchet, settings: Settings) -> SupportWorkflow:
     """Declare the workflow's tasks on a client (definitions are cheap and side-effect free)."""
 
-    @hatchet.task(name="triage-ticket", input_validator=Ticket,
-                  execution_timeout=timedelta(seconds=30), retries=2, backoff_factor=2)
+    @hatchet.task(
+        name="triage-ticket",
+        input_validator=Ticket,
+        execution_timeout=timedelta(seconds=30),
+        retries=2,
+        backoff_factor=2,
+    )
     async def triage_ticket(ticket: Ticket, ctx: Context) -> TriageResult:
         return triage(ticket)
 
-    @hatchet.task(name="draft-initial-reply", input_validator=DraftRequest,
-                  execution_timeout=timedelta(seconds=60), retries=2, backoff_factor=2)
+    @hatchet.task(
+        name="draft-initial-reply",
+        input_validator=DraftRequest,
+        execution_timeout=timedelta(seconds=60),
+        retries=2,
+        backoff_factor=2,
+    )
     async def draft_initial_reply(request: DraftRequest, ctx: Context) -> DraftReply:
         return DraftReply(message=acknowledgement(request.ticket, request.triage))
 
-    @hatchet.task(name="escalate-ticket", input_validator=EscalationRequest,
-                  execution_timeout=timedelta(seconds=60), retries=2, backoff_factor=2)
+    @hatchet.task(
+        name="escalate-ticket",
+        input_validator=EscalationRequest,
+        execution_timeout=timedelta(seconds=60),
+        retries=2,
+        backoff_factor=2,
+    )
     async def escalate_ticket(request: EscalationRequest, ctx: Context) -> EscalationRecord:
         summary = (
             f"Ticket {request.ticket.ticket_id} ({request.triage.category}, "
@@ -155,15 +180,25 @@ def build_support_workflow(hatchet: Hatchet, settings: Settings) -> SupportWorkf
             ),
             label="waiting for the customer's reply",
         )
-        outcome = {
-            "ticket_id": ticket.ticket_id,
-            "triage_category": triaged.category,
-            "triage_priority": triaged.priority,
-            "initial_reply": draft.message,
-        }
+
+        def outcome(
+            status: Literal["resolved", "escalated"],
+            customer_reply: str | None = None,
+            escalation_reason: str | None = None,
+        ) -> TicketOutcome:
+            return TicketOutcome(
+                ticket_id=ticket.ticket_id,
+                status=status,
+                triage_category=triaged.category,
+                triage_priority=triaged.priority,
+                initial_reply=draft.message,
+                customer_reply=customer_reply,
+                escalation_reason=escalation_reason,
+            )
+
         reply = parse_wait_result(result)
         if reply is not None:
-            return TicketOutcome(status="resolved", customer_reply=reply.message, **outcome)
+            return outcome("resolved", customer_reply=reply.message)
 
         reason = f"no reply from the customer within {run.reply_timeout_seconds:g} s"
         await escalate_ticket.aio_run(
@@ -171,7 +206,7 @@ def build_support_workflow(hatchet: Hatchet, settings: Settings) -> SupportWorkf
                 ticket=ticket, triage=triaged, initial_reply=draft.message, reason=reason
             )
         )
-        return TicketOutcome(status="escalated", escalation_reason=reason, **outcome)
+        return outcome("escalated", escalation_reason=reason)
 
     return SupportWorkflow(
         ticket=support_ticket,

@@ -1,0 +1,136 @@
+"""Fixtures for end-to-end tests: the real engine and real worker processes.
+
+Each test session gets its own Hatchet namespace, so runs and workers of
+other sessions (or a developer's own worker) never interfere.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from hatchet_sdk import Hatchet
+
+from tests.helpers import unavailable
+from workflows.engine import (
+    EngineInfo,
+    EngineUnavailableError,
+    connect,
+    external_engine_configured,
+    running_engine,
+    start_engine_background,
+    stop_engine,
+)
+from workflows.settings import Settings
+from workflows.support import SupportWorkflow, build_support_workflow
+
+
+class WorkerProcess:
+    """A ``support-agent worker`` subprocess in a given namespace."""
+
+    def __init__(self, namespace: str, log_path: Path) -> None:
+        self.namespace = namespace
+        self.log_path = log_path
+        env = {**os.environ, "HATCHET_CLIENT_NAMESPACE": namespace}
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "workflows.cli", "worker"],
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, no eviction, no goodbye to the engine."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[EngineInfo | None]:
+    """The engine: external if configured, the running one, or one started for this session."""
+    if external_engine_configured():
+        yield None
+        return
+    info = running_engine(settings)
+    started = False
+    if info is None:
+        try:
+            info = start_engine_background(settings)
+        except EngineUnavailableError as exc:
+            unavailable(f"Hatchet engine: {exc}")
+        started = True
+    yield info
+    if started:
+        stop_engine(settings)
+
+
+@pytest.fixture(scope="session")
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def worker(
+    engine: EngineInfo | None, namespace: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(namespace, tmp_path_factory.mktemp("worker") / "worker.log")
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def spawn_worker(
+    engine: EngineInfo | None, tmp_path: Path
+) -> Iterator[type[WorkerProcess] | object]:
+    """Start extra workers (in any namespace) that are stopped when the test ends."""
+    started: list[WorkerProcess] = []
+
+    def spawn(namespace: str) -> WorkerProcess:
+        process = WorkerProcess(namespace, tmp_path / f"worker-{len(started)}.log")
+        started.append(process)
+        return process
+
+    yield spawn
+    for process in started:
+        process.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def hatchet(
+    engine: EngineInfo | None, settings: Settings, namespace: str
+) -> AsyncIterator[Hatchet]:
+    yield connect(settings, namespace=namespace)
+
+
+@pytest.fixture(scope="session")
+def support(hatchet: Hatchet, settings: Settings, worker: WorkerProcess) -> SupportWorkflow:
+    return build_support_workflow(hatchet, settings)
+
+
+def new_ticket_id(prefix: str = "T") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
