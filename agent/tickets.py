@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from agent.attachments import Attachment, check_attachment_set
+
 # Ticket ids end up in event scopes and in a CEL filter expression, so they are
 # restricted to characters that need no quoting anywhere.
 TICKET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -35,6 +37,9 @@ class Ticket(BaseModel):
     customer_email: Email
     subject: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
     body: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100_000)]
+    attachments: Annotated[list[Attachment], AfterValidator(check_attachment_set)] = Field(
+        default_factory=list
+    )
 
 
 class TriageResult(BaseModel):
