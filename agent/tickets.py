@@ -56,18 +56,6 @@ class CustomerReply(BaseModel):
     ticket_id: TicketId
     message: Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
     resolved: bool = Field(
-        default=True,
-        description="The customer says the problem is solved (the default for a plain reply).",
+        default=False,
+        description="The customer marked the ticket solved; a plain reply continues the diagnosis.",
     )
-
-
-class TicketOutcome(BaseModel):
-    """The workflow's output: a superset of the Hatchet support-agent cookbook's contract."""
-
-    ticket_id: str
-    status: Literal["resolved", "escalated"]
-    triage_category: Category
-    triage_priority: Priority
-    initial_reply: str
-    customer_reply: str | None = None
-    escalation_reason: str | None = None

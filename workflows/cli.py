@@ -37,7 +37,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from workflows.engine import connect
     from workflows.worker import run_worker
 
-    run_worker(connect(settings), settings, slots=args.slots)
+    run_worker(connect(settings), settings, slots=args.slots, run_sandboxes=args.sandbox)
     return 0
 
 
@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="start a worker")
     worker.add_argument("--slots", type=int, default=None, help="concurrent non-durable tasks")
+    worker.add_argument(
+        "--sandbox",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run code sandboxes on this worker (needs Docker); default: SUPPORT_AGENT_RUN_SANDBOXES",
+    )
     worker.set_defaults(handler=_worker)
 
     demo = commands.add_parser("demo", help="run two sample tickets end to end")
@@ -81,7 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one clear line for any failure, never a traceback
         from workflows.engine import EngineUnavailableError
 
-        if not isinstance(exc, EngineUnavailableError | ValueError | OSError):
+        from sandbox import SandboxError
+
+        if not isinstance(exc, EngineUnavailableError | SandboxError | ValueError | OSError):
             raise
         print(f"support-agent: error: {exc}", file=sys.stderr)
         return 1

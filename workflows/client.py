@@ -2,31 +2,50 @@
 
 from __future__ import annotations
 
-from hatchet_sdk import Hatchet
+import asyncio
+
+from hatchet_sdk import Hatchet, V1TaskStatus
 from hatchet_sdk.runnables.workflow import TaskRunRef
 
-from agent.tickets import CustomerReply, Ticket, TicketOutcome
-from workflows.support import REPLY_EVENT, SupportWorkflow, TicketRun
+from agent.tickets import CustomerReply, Ticket
+from workflows.models import TicketOutcome, TicketRun
+from workflows.settings import Settings
+from workflows.support import REPLY_EVENT, SupportWorkflow
 
 
 async def submit_ticket(
     hatchet: Hatchet,
     workflow: SupportWorkflow,
     ticket: Ticket,
+    settings: Settings,
     *,
-    reply_timeout_seconds: float,
-    reply_lookback_seconds: float = 300,
+    reply_timeout_seconds: float | None = None,
 ) -> TaskRunRef[TicketRun, TicketOutcome]:
-    """Start the durable workflow for a ticket; the ticket id tags every descendant run."""
+    """Start the durable workflow for a ticket; the ticket id tags every descendant run.
+
+    The run carries its policy (timeouts, rounds, budgets, model), taken from
+    the submitter's settings.
+    """
     await workflow.register(hatchet)
     return await workflow.ticket.aio_run(
-        TicketRun(
-            ticket=ticket,
-            reply_timeout_seconds=reply_timeout_seconds,
-            reply_lookback_seconds=reply_lookback_seconds,
-        ),
+        ticket_run(ticket, settings, reply_timeout_seconds=reply_timeout_seconds),
         wait_for_result=False,
         additional_metadata={"ticket_id": ticket.ticket_id},
+    )
+
+
+def ticket_run(
+    ticket: Ticket, settings: Settings, *, reply_timeout_seconds: float | None = None
+) -> TicketRun:
+    return TicketRun(
+        ticket=ticket,
+        reply_timeout_seconds=reply_timeout_seconds or settings.reply_timeout_seconds,
+        reply_lookback_seconds=settings.reply_lookback_seconds,
+        max_rounds=settings.max_rounds,
+        model=settings.model,
+        max_tokens=settings.max_tokens,
+        code_timeout_seconds=settings.code_timeout_seconds,
+        budget=settings.budget,
     )
 
 
@@ -36,3 +55,24 @@ async def push_reply(hatchet: Hatchet, reply: CustomerReply) -> str:
         REPLY_EVENT, reply.model_dump(mode="json"), scope=reply.ticket_id
     )
     return event.event_id
+
+
+async def wait_for_reply_sent(
+    hatchet: Hatchet, ticket_id: str, *, within: float, poll_seconds: float = 0.5
+) -> None:
+    """Block until the agent has sent a reply on this ticket (its send-reply child finished)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        rows = (
+            await hatchet.runs.aio_list(
+                additional_metadata={"ticket_id": ticket_id}, only_tasks=True
+            )
+        ).rows
+        if any(
+            (r.workflow_name or "").endswith("send-reply") and r.status == V1TaskStatus.COMPLETED
+            for r in rows
+        ):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"no reply sent on ticket {ticket_id} within {within:g} s")
+        await asyncio.sleep(poll_seconds)

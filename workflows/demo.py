@@ -1,8 +1,10 @@
 """``support-agent demo``: two sample tickets through the real stack, then a clean stop.
 
-One ticket gets a customer reply right after it starts (resolved), the other
-hears nothing and times out after a few seconds (escalated). The demo runs in
-its own Hatchet namespace so it never picks up another session's workers.
+Both tickets carry attachments the agent investigates with real code in the
+sandbox. The customer answers the first ticket once the agent has replied
+(resolved); the second hears nothing and times out after a few seconds
+(escalated). The demo runs in its own Hatchet namespace so it never picks up
+another session's workers.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import sys
 import time
 import uuid
 
-from agent.tickets import CustomerReply, Ticket, TicketOutcome
-from workflows.client import push_reply, submit_ticket
+from agent.attachments import Attachment
+from agent.tickets import CustomerReply, Ticket
+from workflows.client import push_reply, submit_ticket, wait_for_reply_sent
+from workflows.deps import choose_llm
 from workflows.engine import (
     connect,
     external_engine_configured,
@@ -24,10 +28,31 @@ from workflows.engine import (
     start_engine_background,
     stop_engine,
 )
+from workflows.models import TicketOutcome
 from workflows.settings import Settings
 from workflows.support import build_support_workflow
 
 DEMO_REPLY_TIMEOUT_SECONDS = 8.0
+
+_API_LOG = "\n".join(
+    [f"2026-11-20T09:{m:02d}:00Z INFO GET /api/orders 200 12ms" for m in range(0, 40, 3)]
+    + [
+        f"2026-11-20T09:{m:02d}:{s:02d}Z ERROR export worker: connection pool exhausted "
+        f"(size=10, waiting={w}) request_id=a{m}{s}"
+        for m, s, w in ((41, 5, 31), (41, 9, 38), (42, 1, 44), (43, 30, 52))
+    ]
+    + ["2026-11-20T09:44:00Z ERROR GET /api/exports/csv 500 30012ms timeout"] * 3
+    + ["2026-11-20T09:45:00Z WARN retrying export job 9912"]
+)
+_ORDERS_CSV = (
+    "order_id,customer,total,currency\n1001,acme,120.50,EUR\n1002,acme,,EUR\n"
+    "1003,globex,99.00\n1004,initech,42.00,EUR\n1004,initech,42.00,EUR\n"
+)
+_SSO_CONFIG = (
+    "sso:\n  provider: okta\n  issuer: https://login.example.com\n"
+    "  client_secret: s3cr3t-value\n  callback_url: http://localhost:8080/sso/callback\n"
+    "debug: true\nport: 99999\n"
+)
 
 
 def _samples() -> tuple[tuple[Ticket, str | None], ...]:
@@ -40,17 +65,23 @@ def _samples() -> tuple[tuple[Ticket, str | None], ...]:
                 ticket_id=f"DEMO-{run}-1",
                 customer_email="dana@example.com",
                 subject="CSV export fails with error 500",
-                body="Since this morning every CSV export of our orders fails with a 500 error. "
-                "It worked yesterday. Can you check?",
+                body="Since this morning every CSV export of our orders fails with a 500 "
+                "error. Server log and a sample export attached.",
+                attachments=[
+                    Attachment.from_bytes("api-server.log", _API_LOG.encode()),
+                    Attachment.from_bytes("orders-sample.csv", _ORDERS_CSV.encode()),
+                ],
             ),
-            "Retried just now and the export works again, thanks!",
+            "Thanks, we raised the pool size and the exports work now.",
         ),
         (
             Ticket(
                 ticket_id=f"DEMO-{run}-2",
                 customer_email="lee@example.com",
                 subject="Cannot log in with SSO",
-                body="Our whole team is locked out since we rotated the SSO certificate.",
+                body="Our whole team is locked out since we changed the SSO settings. "
+                "Config attached.",
+                attachments=[Attachment.from_bytes("sso.yaml", _SSO_CONFIG.encode())],
             ),
             None,
         ),
@@ -59,10 +90,16 @@ def _samples() -> tuple[tuple[Ticket, str | None], ...]:
 
 def _print_outcome(run_id: str, outcome: TicketOutcome) -> None:
     print(f"\n== {outcome.ticket_id}: {outcome.status.upper()}  (run {run_id})")
-    print(f"   triage: {outcome.triage_category}, {outcome.triage_priority}")
-    print("   first reply: " + outcome.initial_reply.splitlines()[2])
-    if outcome.customer_reply:
-        print(f"   customer replied: {outcome.customer_reply}")
+    print(
+        f"   triage: {outcome.triage_category}, {outcome.triage_priority}; "
+        f"planner: {outcome.planner}; rounds: {outcome.rounds}; "
+        f"scripts run: {outcome.scripts_run} ({outcome.spent.sandbox_seconds:.1f} s in sandboxes)"
+    )
+    for line in outcome.initial_reply.splitlines():
+        if line.startswith("- "):
+            print(f"   finding {line}")
+    for reply in outcome.customer_replies:
+        print(f"   customer replied: {reply}")
     if outcome.escalation_reason:
         print(f"   escalated to a human: {outcome.escalation_reason}")
 
@@ -70,18 +107,29 @@ def _print_outcome(run_id: str, outcome: TicketOutcome) -> None:
 async def _run_tickets(settings: Settings) -> int:
     hatchet = connect(settings)
     workflow = build_support_workflow(hatchet, settings)
+    samples = _samples()
     refs = []
-    for ticket, reply in _samples():
+    for ticket, _ in samples:
         ref = await submit_ticket(
-            hatchet, workflow, ticket, reply_timeout_seconds=DEMO_REPLY_TIMEOUT_SECONDS
+            hatchet, workflow, ticket, settings, reply_timeout_seconds=DEMO_REPLY_TIMEOUT_SECONDS
         )
-        print(f"submitted {ticket.ticket_id}: run {ref.workflow_run_id}")
-        if reply is not None:
-            await push_reply(hatchet, CustomerReply(ticket_id=ticket.ticket_id, message=reply))
-            print(f"customer replied to {ticket.ticket_id}")
+        print(
+            f"submitted {ticket.ticket_id} with {len(ticket.attachments)} attachment(s): "
+            f"run {ref.workflow_run_id}"
+        )
         refs.append(ref)
-    print(f"waiting (tickets with no reply escalate after {DEMO_REPLY_TIMEOUT_SECONDS:g} s) ...")
-    outcomes = await asyncio.gather(*(ref.aio_result() for ref in refs))
+
+    async def answer(ticket: Ticket, message: str) -> None:
+        await wait_for_reply_sent(hatchet, ticket.ticket_id, within=120)
+        print(f"agent replied to {ticket.ticket_id}; the customer answers")
+        await push_reply(hatchet, CustomerReply(ticket_id=ticket.ticket_id, message=message))
+
+    print(
+        f"investigating (a ticket with no reply escalates {DEMO_REPLY_TIMEOUT_SECONDS:g} s "
+        "after the agent's reply) ..."
+    )
+    await asyncio.gather(*(answer(t, m) for t, m in samples if m is not None))
+    outcomes = await asyncio.gather(*(r.aio_result() for r in refs))
     for ref, outcome in zip(refs, outcomes, strict=True):
         _print_outcome(ref.workflow_run_id, outcome)
     print(f"\nHatchet API: {hatchet.config.server_url} (tenant {hatchet.tenant_id})")
@@ -95,6 +143,16 @@ def run_demo(settings: Settings) -> int:
     if own_engine:
         info = start_engine_background(settings)
         print(f"engine started: API {info.api_url}")
+    planner = choose_llm(settings).name
+    print(
+        f"planner: {planner}"
+        + (
+            " (no ANTHROPIC_API_KEY: deterministic fallback that writes diagnostic code from "
+            "the attachments; not Claude)"
+            if planner == "offline-planner"
+            else ""
+        )
+    )
     # Both the demo's client and its worker use a fresh namespace.
     os.environ["HATCHET_CLIENT_NAMESPACE"] = f"demo_{uuid.uuid4().hex[:8]}"
     settings.state_dir.mkdir(parents=True, exist_ok=True)

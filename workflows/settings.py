@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agent.budget import Budget
+from sandbox.config import SandboxConfig
 
 
 def _default_state_dir() -> Path:
@@ -22,7 +26,9 @@ def _default_state_dir() -> Path:
 class Settings(BaseSettings):
     """Runtime configuration of the worker, the engine launcher and the CLI."""
 
-    model_config = SettingsConfigDict(env_prefix="SUPPORT_AGENT_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SUPPORT_AGENT_", env_nested_delimiter="__", extra="ignore"
+    )
 
     state_dir: Path = Field(
         default_factory=_default_state_dir,
@@ -54,6 +60,32 @@ class Settings(BaseSettings):
     worker_slots: int = Field(default=20, ge=1, description="Concurrent non-durable tasks.")
     worker_durable_slots: int = Field(default=200, ge=1, description="Concurrent tickets.")
     engine_start_timeout_seconds: float = Field(default=300, gt=0)
+
+    # The agent.
+    llm: Literal["auto", "claude", "offline"] = Field(
+        default="auto",
+        description="Who plans the diagnosis: Claude (needs ANTHROPIC_API_KEY), the offline "
+        "planner, or auto (Claude when a key is set, else the offline planner).",
+    )
+    model: str = Field(default="claude-sonnet-5-5", description="Claude model id.")
+    max_tokens: int = Field(default=4096, ge=256, description="Output tokens per model turn.")
+    llm_timeout_seconds: float = Field(default=120, gt=0, description="One model call.")
+    llm_retries: int = Field(default=4, ge=0, description="Hatchet retries of a failed turn.")
+    llm_requests_per_minute: int = Field(
+        default=50, ge=1, description="Shared Hatchet rate limit on model calls, all workers."
+    )
+    per_customer_concurrency: int = Field(
+        default=2, ge=1, description="Model turns and code runs at once per customer."
+    )
+    max_rounds: int = Field(default=3, ge=1, description="Customer replies handled per ticket.")
+    code_timeout_seconds: float = Field(default=60, gt=0, description="One code run.")
+    budget: Budget = Field(default_factory=Budget)
+
+    # The sandbox (SUPPORT_AGENT_SANDBOX__MEMORY_MB=..., etc.).
+    run_sandboxes: bool = Field(
+        default=True, description="This worker runs code (it must reach a Docker daemon)."
+    )
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
     @property
     def engine_file(self) -> Path:

@@ -2,19 +2,80 @@
 
 from __future__ import annotations
 
-from hatchet_sdk import Hatchet
+import logging
+from collections.abc import AsyncGenerator
 
+from hatchet_sdk import Hatchet, RateLimitDuration
+
+from sandbox import DockerSandbox, SandboxError
+from workflows.deps import AttachmentLoader, Dependencies, choose_llm
 from workflows.settings import Settings
 from workflows.support import build_support_workflow
+from workflows.tasks import LLM_RATE_LIMIT_KEY, SANDBOX_LABEL, SANDBOX_LABEL_VALUE
+
+log = logging.getLogger("support_agent.worker")
 
 
-def run_worker(hatchet: Hatchet, settings: Settings, *, slots: int | None = None) -> None:
+def check_docker(settings: Settings) -> None:
+    """Fail fast (before registering) when this worker is meant to run sandboxes but cannot."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=10)
+        client.ping()
+        client.images.get(settings.sandbox.image)
+    except docker.errors.ImageNotFound as exc:
+        raise SandboxError(
+            f"sandbox image {settings.sandbox.image} not found: run `make setup` "
+            "(or start the worker with --no-sandbox)"
+        ) from exc
+    except (docker.errors.DockerException, OSError) as exc:
+        raise SandboxError(
+            f"this worker runs sandboxes but Docker does not answer: {exc} "
+            "(start Docker, or start the worker with --no-sandbox)"
+        ) from exc
+    client.close()
+
+
+def run_worker(
+    hatchet: Hatchet,
+    settings: Settings,
+    *,
+    slots: int | None = None,
+    run_sandboxes: bool | None = None,
+) -> None:
     """Start a worker and block until it is stopped (SIGTERM/SIGINT)."""
-    workflow = build_support_workflow(hatchet, settings)
+    sandboxes = settings.run_sandboxes if run_sandboxes is None else run_sandboxes
+    if sandboxes:
+        check_docker(settings)
+    deps = Dependencies(
+        llm=choose_llm(settings), attachments=AttachmentLoader.from_hatchet(hatchet)
+    )
+    workflow = build_support_workflow(hatchet, settings, deps)
+    # Model calls from every worker share one limit (the key is not namespaced).
+    hatchet.rate_limits.put(
+        LLM_RATE_LIMIT_KEY, settings.llm_requests_per_minute, RateLimitDuration.MINUTE
+    )
+
+    async def lifespan() -> AsyncGenerator[None, None]:
+        # The sandbox's warm pool and reaper live on the worker's event loop.
+        sandbox = DockerSandbox(settings.sandbox) if sandboxes else None
+        if sandbox is not None:
+            await sandbox.start()
+            deps.sandbox = sandbox
+        log.info("planner: %s; sandboxes: %s", deps.llm.name, "yes" if sandbox else "no")
+        try:
+            yield
+        finally:
+            if sandbox is not None:
+                await sandbox.close()
+
     worker = hatchet.worker(
         settings.worker_name,
         slots=slots or settings.worker_slots,
         durable_slots=settings.worker_durable_slots,
+        labels={SANDBOX_LABEL: SANDBOX_LABEL_VALUE} if sandboxes else {},
         workflows=workflow.all(),
+        lifespan=lifespan,
     )
     worker.start()

@@ -1,0 +1,230 @@
+"""The child tasks: every side effect of a ticket lives in one of these.
+
+Each task's input and output are what a reviewer sees in the dashboard:
+``llm-turn`` holds the exact request and the model's answer, ``run-code``
+holds the script, its purpose and what it printed. Retries are Hatchet's;
+errors that cannot succeed on retry are marked non-retryable.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from hatchet_sdk import (
+    ConcurrencyExpression,
+    ConcurrencyLimitStrategy,
+    Context,
+    DesiredWorkerLabel,
+    Hatchet,
+    NonRetryableException,
+    RateLimit,
+)
+from hatchet_sdk.runnables.workflow import Standalone
+
+from agent.llm import LLMError, TurnRequest, TurnResult
+from agent.packet import EscalationPacket
+from agent.tickets import Ticket, TriageResult
+from agent.triage import triage
+from sandbox import ExecutionRequest, InvalidInputError
+from workflows.deps import AttachmentUnavailableError, Dependencies
+from workflows.models import (
+    CodeRunRequest,
+    CodeRunResult,
+    EscalationRecord,
+    ReplyRequest,
+    ReplySent,
+)
+from workflows.settings import Settings
+
+LLM_RATE_LIMIT_KEY = "support-agent:llm-requests"
+SANDBOX_LABEL = "sandbox"
+SANDBOX_LABEL_VALUE = "docker"
+STREAM_FLUSH_SECONDS = 0.05
+
+
+class StreamBuffer:
+    """Batches streamed text: one engine call per ~50 ms instead of one per token."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._parts: list[str] = []
+        self._last = time.monotonic()
+
+    async def write(self, text: str) -> None:
+        self._parts.append(text)
+        if time.monotonic() - self._last >= STREAM_FLUSH_SECONDS:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._parts:
+            await self._ctx.aio_put_stream("".join(self._parts))
+            self._parts.clear()
+        self._last = time.monotonic()
+
+
+def _per_customer(settings: Settings) -> list[ConcurrencyExpression]:
+    return [
+        ConcurrencyExpression(
+            expression="input.customer",
+            max_runs=settings.per_customer_concurrency,
+            limit_strategy=ConcurrencyLimitStrategy.GROUP_ROUND_ROBIN,
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class ChildTasks:
+    triage: Standalone[Ticket, TriageResult]
+    llm_turn: Standalone[TurnRequest, TurnResult]
+    run_code: Standalone[CodeRunRequest, CodeRunResult]
+    send_reply: Standalone[ReplyRequest, ReplySent]
+    escalate: Standalone[EscalationPacket, EscalationRecord]
+
+    def all(self) -> list[Any]:
+        return [self.triage, self.llm_turn, self.run_code, self.send_reply, self.escalate]
+
+
+def build_child_tasks(
+    hatchet: Hatchet, settings: Settings, deps: Dependencies | None
+) -> ChildTasks:
+    """Declare the child tasks. ``deps`` is None on clients, which never execute them."""
+
+    def need() -> Dependencies:
+        if deps is None:
+            raise NonRetryableException("this process has no task dependencies (client only)")
+        return deps
+
+    @hatchet.task(
+        name="triage-ticket",
+        input_validator=Ticket,
+        execution_timeout=timedelta(seconds=30),
+        retries=2,
+        backoff_factor=2,
+    )
+    async def triage_ticket(ticket: Ticket, ctx: Context) -> TriageResult:
+        return triage(ticket)
+
+    @hatchet.task(
+        name="llm-turn",
+        input_validator=TurnRequest,
+        execution_timeout=timedelta(seconds=settings.llm_timeout_seconds + 30),
+        # Queued behind the shared rate limit; must not expire while waiting.
+        schedule_timeout=timedelta(hours=1),
+        retries=settings.llm_retries,
+        backoff_factor=2,
+        backoff_max_seconds=60,
+        rate_limits=[RateLimit(static_key=LLM_RATE_LIMIT_KEY, units=1)],
+        concurrency=_per_customer(settings),
+    )
+    async def llm_turn(request: TurnRequest, ctx: Context) -> TurnResult:
+        stream = StreamBuffer(ctx)
+        try:
+            result = await need().llm.complete(request, on_text=stream.write)
+        except LLMError as exc:
+            if not exc.retryable:
+                raise NonRetryableException(str(exc)) from exc
+            raise
+        finally:
+            await stream.flush()
+        return result
+
+    @hatchet.task(
+        name="run-code",
+        input_validator=CodeRunRequest,
+        execution_timeout=timedelta(seconds=settings.sandbox.max_timeout_seconds + 120),
+        schedule_timeout=timedelta(hours=1),
+        retries=2,
+        backoff_factor=2,
+        desired_worker_labels=[
+            DesiredWorkerLabel(key=SANDBOX_LABEL, value=SANDBOX_LABEL_VALUE, required=True)
+        ],
+        concurrency=_per_customer(settings),
+    )
+    async def run_code(request: CodeRunRequest, ctx: Context) -> CodeRunResult:
+        dependencies = need()
+        await ctx.aio_put_stream(
+            json.dumps({"event": "code-start", "step": request.step, "purpose": request.purpose})
+            + "\n"
+        )
+        try:
+            files = await dependencies.attachments.load(request.attachments, request.root_run_id)
+            result = await dependencies.require_sandbox().run(
+                ExecutionRequest(
+                    code=request.code,
+                    language=request.language,
+                    files=files,
+                    timeout_seconds=request.timeout_seconds,
+                    ticket_id=request.ticket_id,
+                    run_id=request.root_run_id,
+                    # Unique per code run and stable across retries of this task,
+                    # so a retry replaces its own earlier attempt's container.
+                    step_id=ctx.task_run_id,
+                )
+            )
+        except (InvalidInputError, AttachmentUnavailableError) as exc:
+            raise NonRetryableException(str(exc)) from exc
+        await ctx.aio_put_stream(
+            json.dumps(
+                {
+                    "event": "code-output",
+                    "step": request.step,
+                    "stdout": result.stdout[-4000:],
+                    "stderr": result.stderr[-2000:],
+                    "exit_code": result.exit_code,
+                }
+            )
+            + "\n"
+        )
+        return CodeRunResult(
+            purpose=request.purpose,
+            exit_code=result.exit_code,
+            timed_out=result.timed_out,
+            oom_killed=result.oom_killed,
+            duration_seconds=result.duration_seconds,
+            stdout=result.stdout,
+            stderr=result.stderr,
+            output_files=[f.name for f in result.output_files],
+            summary=result.summary(),
+        )
+
+    @hatchet.task(
+        name="send-reply",
+        input_validator=ReplyRequest,
+        execution_timeout=timedelta(seconds=60),
+        retries=3,
+        backoff_factor=2,
+    )
+    async def send_reply(request: ReplyRequest, ctx: Context) -> ReplySent:
+        # The delivery integration point (email, helpdesk API). The reply is
+        # recorded as this task's input and output, and in its log.
+        ctx.log(f"reply to {request.customer_email} (round {request.round}): {request.message}")
+        return ReplySent(ticket_id=request.ticket_id, round=request.round, message=request.message)
+
+    @hatchet.task(
+        name="escalate-ticket",
+        input_validator=EscalationPacket,
+        execution_timeout=timedelta(seconds=60),
+        retries=3,
+        backoff_factor=2,
+    )
+    async def escalate_ticket(packet: EscalationPacket, ctx: Context) -> EscalationRecord:
+        summary = (
+            f"Ticket {packet.ticket_id} ({packet.triage.category}, {packet.triage.priority}) "
+            f"from {packet.customer_email}: {packet.subject}. Escalated: {packet.reason}. "
+            f"{len(packet.scripts)} script(s) run, {len(packet.customer_replies)} customer "
+            f"repl{'y' if len(packet.customer_replies) == 1 else 'ies'}."
+        )
+        ctx.log(summary)
+        return EscalationRecord(ticket_id=packet.ticket_id, reason=packet.reason, summary=summary)
+
+    return ChildTasks(
+        triage=triage_ticket,
+        llm_turn=llm_turn,
+        run_code=run_code,
+        send_reply=send_reply,
+        escalate=escalate_ticket,
+    )
