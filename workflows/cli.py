@@ -47,6 +47,12 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(settings)
 
 
+def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
+    from workflows.sandbox_cli import run_sandbox_command
+
+    return run_sandbox_command(args, settings.sandbox)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="support-agent",
@@ -71,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run code sandboxes on this worker (needs Docker); default: SUPPORT_AGENT_RUN_SANDBOXES",
     )
     worker.set_defaults(handler=_worker)
+
+    from workflows.sandbox_cli import add_sandbox_parser
+
+    add_sandbox_parser(commands)
+    commands.choices["sandbox"].set_defaults(handler=_sandbox)
 
     demo = commands.add_parser("demo", help="run two sample tickets end to end")
     demo.set_defaults(handler=_demo)

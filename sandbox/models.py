@@ -1,0 +1,123 @@
+"""What a caller sends to the sandbox and what comes back.
+
+Results are plain, JSON-serializable pydantic models: they travel through
+Hatchet as task outputs and end up, summarised, in the model's context.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Language = Literal["python", "bash"]
+
+
+class InputFile(BaseModel):
+    """One attachment, placed read-only at ``/work/input/<name>``.
+
+    The name is checked when the request runs (``InvalidInputError``), not
+    here, so a hostile customer file name is a clear sandbox error rather than
+    a validation failure wherever the model happens to be built.
+    """
+
+    # Bytes travel as base64 in JSON, so binary attachments survive a round trip.
+    model_config = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
+
+    name: str
+    data: bytes
+
+
+class ExecutionRequest(BaseModel):
+    """One piece of code to run once, with its inputs and the ids it belongs to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    language: Language = "python"
+    files: list[InputFile] = Field(default_factory=list)
+    timeout_seconds: float | None = Field(
+        default=None, gt=0, description="None: the config's default; capped at its maximum."
+    )
+    ticket_id: str = Field(max_length=200)
+    run_id: str = Field(max_length=200)
+    step_id: str = Field(max_length=200)
+
+
+class OutputFile(BaseModel):
+    """A file the code left in ``/work/output``, capped in size.
+
+    ``text`` is set when the kept bytes are valid UTF-8, ``base64`` otherwise.
+    """
+
+    name: str
+    size: int = Field(description="Size of the file in the container.")
+    truncated: bool = Field(description="Only the first bytes of the file were kept.")
+    text: str | None = None
+    base64: str | None = None
+
+    def describe(self) -> str:
+        """One line: name, size, kind."""
+        kind = "text" if self.text is not None else "binary"
+        cut = ", truncated" if self.truncated else ""
+        return f"{self.name} ({self.size} bytes, {kind}{cut})"
+
+
+class ExecutionResult(BaseModel):
+    """The outcome of one execution. Content is untrusted: it is the code's own output."""
+
+    exit_code: int | None = Field(description="None when the code was killed at its timeout.")
+    stdout: str
+    stderr: str
+    stdout_truncated_bytes: int = 0
+    stderr_truncated_bytes: int = 0
+    stdout_invalid_utf8: bool = False
+    stderr_invalid_utf8: bool = False
+    duration_seconds: float
+    timed_out: bool = False
+    oom_killed: bool = False
+    output_files: list[OutputFile] = Field(default_factory=list)
+    output_files_omitted: int = Field(default=0, description="Files left out by the caps.")
+    container_name: str = ""
+    from_pool: bool = False
+    notes: list[str] = Field(default_factory=list, description="What the sandbox changed or saw.")
+
+    def flags(self) -> list[str]:
+        """What went wrong in the sandbox's terms: "timed out", "out of memory"."""
+        return [
+            flag
+            for flag, on in (("timed out", self.timed_out), ("out of memory", self.oom_killed))
+            if on
+        ]
+
+    def summary(self, max_chars: int = 8000) -> str:
+        """A compact text rendering for an LLM tool result, at most ``max_chars`` long."""
+        status = [f"exit code {self.exit_code}", f"{self.duration_seconds:.2f}s"]
+        status += [f"{flag.upper()} (killed)" for flag in self.flags()]
+        head = ["[" + ", ".join(status) + "]"]
+        head.extend(f"note: {note}" for note in self.notes)
+        files = ["  " + f.describe() for f in self.output_files]
+        if self.output_files_omitted:
+            files.append(f"({self.output_files_omitted} more not kept)")
+        fixed = "\n".join(head) + ("\noutput files:\n" + "\n".join(files) if files else "")
+        # The two streams share what is left; stderr usually says why it failed,
+        # so it keeps up to half even when stdout is huge, and stdout gets the rest.
+        budget = max(max_chars - len(fixed) - 40, 0)
+        err_share = min(len(self.stderr), budget // 2)
+        out_share = budget - err_share
+        err_share = budget - min(len(self.stdout), out_share)
+        parts = [fixed]
+        if self.stdout:
+            parts.append("--- stdout ---\n" + _clip(self.stdout, out_share))
+        if self.stderr:
+            parts.append("--- stderr ---\n" + _clip(self.stderr, err_share))
+        return _clip("\n".join(parts), max_chars)
+
+
+def _clip(text: str, limit: int) -> str:
+    """Keep the head and tail of ``text`` within ``limit`` characters."""
+    if len(text) <= limit:
+        return text
+    note = f"\n[... {len(text) - limit} characters cut ...]\n"
+    keep = max(limit - len(note), 0)
+    return text[: keep - keep // 3] + note + text[len(text) - keep // 3 :] if keep else text[:limit]

@@ -1,0 +1,90 @@
+"""Defaults are safe, limits are validated, names and labels are deterministic."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from pydantic import ValidationError
+
+from sandbox import SandboxConfig
+from sandbox.naming import Labels, container_name, pool_container_name
+
+DOCKER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+
+def test_defaults_are_locked_down() -> None:
+    config = SandboxConfig()
+    assert config.image == "support-agent-sandbox:latest"
+    assert config.runtime is None
+    assert config.user == "10001:10001"
+    assert config.timeout_seconds == 30
+    assert config.timeout_seconds <= config.max_timeout_seconds
+    assert config.pool_size == 2
+    assert 0 < config.memory_mb <= 1024 and 0 < config.cpus <= 2 and 0 < config.pids <= 256
+    assert config.stdout_limit_bytes <= 1024 * 1024
+    assert config.max_output_total_bytes <= config.output_size_mb * 1024 * 1024
+    assert config.marker_label == "support-agent.sandbox"
+
+
+def test_config_is_immutable_and_strict() -> None:
+    config = SandboxConfig()
+    with pytest.raises(ValidationError):
+        config.memory_mb = 10_000  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        SandboxConfig(memroy_mb=1)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"timeout_seconds": 400, "max_timeout_seconds": 300},
+        {"memory_mb": 4},
+        {"pids": 0},
+        {"cpus": 0},
+        {"pool_size": -1},
+        {"max_output_total_bytes": 100 * 1024 * 1024, "output_size_mb": 1},
+        {"label_prefix": "Bad Prefix"},
+        {"user": "0:0"},
+        {"user": "root"},
+        {"user": "10001:0"},
+    ],
+)
+def test_unsafe_or_inconsistent_values_are_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        SandboxConfig.model_validate(bad)
+
+
+def test_effective_timeout() -> None:
+    config = SandboxConfig(timeout_seconds=10, max_timeout_seconds=20)
+    assert config.effective_timeout(None) == 10
+    assert config.effective_timeout(3) == 3
+    assert config.effective_timeout(99) == 20
+
+
+def test_container_names_are_deterministic_and_valid() -> None:
+    name = container_name("T-1", "run", "step")
+    assert name == container_name("T-1", "run", "step")
+    assert name.startswith("sa-T-1-step-")
+    assert name != container_name("T-1", "run", "step2")
+    assert name != container_name("T-1", "run2", "step")
+    for ids in [
+        ("", "", ""),
+        ("../../x y", "r", "\u00e9t\u00e9!"),
+        ("a" * 200, "b" * 200, "c" * 200),
+    ]:
+        made = container_name(*ids)
+        assert DOCKER_NAME.match(made) and len(made) <= 63, made
+    # Sanitizing alone would merge these; the hash keeps them apart.
+    assert container_name("a/b", "r", "s") != container_name("a_b", "r", "s")
+    assert DOCKER_NAME.match(pool_container_name())
+
+
+def test_labels_carry_ids_and_expiry() -> None:
+    labels = Labels("support-agent")
+    made = labels.for_container(1000.2, ("ticket", "run", "step"))
+    assert made["support-agent.sandbox"] == "1"
+    assert made["support-agent.sandbox.ticket"] == "ticket"
+    assert labels.expiry(made) == 1001  # rounded up, never early
+    assert "support-agent.sandbox.pool" in labels.for_container(5)
+    assert labels.expiry({}) is None and labels.expiry({labels.expires: "soon"}) is None
