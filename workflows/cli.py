@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--sandbox",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="run code sandboxes on this worker (needs Docker); default: SUPPORT_AGENT_RUN_SANDBOXES",
+        help="run code sandboxes on this worker (needs Docker); "
+        "default: SUPPORT_AGENT_RUN_SANDBOXES (true)",
     )
     worker.set_defaults(handler=_worker)
 
@@ -96,9 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one clear line for any failure, never a traceback
-        from workflows.engine import EngineUnavailableError
-
         from sandbox import SandboxError
+        from workflows.engine import EngineUnavailableError
 
         if not isinstance(exc, EngineUnavailableError | SandboxError | ValueError | OSError):
             raise
