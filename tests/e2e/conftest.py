@@ -11,13 +11,14 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from hatchet_sdk import Hatchet
 
+from tests.fake_anthropic import FakeAnthropic
 from tests.helpers import unavailable
 from workflows.engine import (
     EngineInfo,
@@ -35,10 +36,17 @@ from workflows.support import SupportWorkflow, build_support_workflow
 class WorkerProcess:
     """A ``support-agent worker`` subprocess in a given namespace."""
 
-    def __init__(self, namespace: str, log_path: Path) -> None:
+    def __init__(
+        self, namespace: str, log_path: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.namespace = namespace
         self.log_path = log_path
-        env = {**os.environ, "HATCHET_CLIENT_NAMESPACE": namespace}
+        env = {
+            **os.environ,
+            "HATCHET_CLIENT_NAMESPACE": namespace,
+            "SUPPORT_AGENT_LLM": "offline",
+            **(extra_env or {}),
+        }
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "workflows.cli", "worker"],
@@ -103,15 +111,16 @@ def worker(
     process.stop()
 
 
+SpawnWorker = Callable[..., WorkerProcess]
+
+
 @pytest.fixture
-def spawn_worker(
-    engine: EngineInfo | None, tmp_path: Path
-) -> Iterator[type[WorkerProcess] | object]:
+def spawn_worker(engine: EngineInfo | None, tmp_path: Path) -> Iterator[SpawnWorker]:
     """Start extra workers (in any namespace) that are stopped when the test ends."""
     started: list[WorkerProcess] = []
 
-    def spawn(namespace: str) -> WorkerProcess:
-        process = WorkerProcess(namespace, tmp_path / f"worker-{len(started)}.log")
+    def spawn(namespace: str, extra_env: dict[str, str] | None = None) -> WorkerProcess:
+        process = WorkerProcess(namespace, tmp_path / f"worker-{len(started)}.log", extra_env)
         started.append(process)
         return process
 
@@ -130,6 +139,49 @@ async def hatchet(
 @pytest.fixture(scope="session")
 def support(hatchet: Hatchet, settings: Settings, worker: WorkerProcess) -> SupportWorkflow:
     return build_support_workflow(hatchet, settings)
+
+
+@pytest.fixture(scope="session")
+def fake_claude() -> Iterator[FakeAnthropic]:
+    """The fake Messages API; workers reach it through ANTHROPIC_BASE_URL (loopback only)."""
+    with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def claude_namespace() -> str:
+    return f"c{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def claude_worker(
+    engine: EngineInfo | None,
+    claude_namespace: str,
+    fake_claude: FakeAnthropic,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[WorkerProcess]:
+    """A worker whose model is 'Claude', answered by the fake API with scripted turns."""
+    process = WorkerProcess(
+        claude_namespace,
+        tmp_path_factory.mktemp("claude-worker") / "worker.log",
+        {**fake_claude.env(), "SUPPORT_AGENT_LLM": "claude", "SUPPORT_AGENT_LLM_RETRIES": "1"},
+    )
+    yield process
+    process.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def claude_hatchet(
+    engine: EngineInfo | None, settings: Settings, claude_namespace: str
+) -> AsyncIterator[Hatchet]:
+    yield connect(settings, namespace=claude_namespace)
+
+
+@pytest.fixture(scope="session")
+def claude_support(
+    claude_hatchet: Hatchet, settings: Settings, claude_worker: WorkerProcess
+) -> SupportWorkflow:
+    return build_support_workflow(claude_hatchet, settings)
 
 
 def new_ticket_id(prefix: str = "T") -> str:
