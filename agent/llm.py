@@ -9,10 +9,11 @@ can stand behind it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 TextSink = Callable[[str], Awaitable[None]]
 
@@ -62,6 +63,20 @@ class TurnRequest(BaseModel):
         default_factory=list,
         description="Attachment metadata (name, type, size, sha256) for planners that need it.",
     )
+
+    @field_validator("tools", "messages", "attachments")
+    @classmethod
+    def _canonical(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Sort keys at every level.
+
+        The transcript is rebuilt from recorded child outputs when the durable
+        task replays, and the engine may hand those back with their keys in a
+        different order. A replayed turn must serialise to exactly the same
+        request, or the engine rightly reports non-determinism (and a stable
+        order keeps the prompt-cache prefix identical too).
+        """
+        canonical: list[dict[str, Any]] = json.loads(json.dumps(value, sort_keys=True))
+        return canonical
 
 
 class TurnResult(BaseModel):

@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_sandbox_parser(commands)
     commands.choices["sandbox"].set_defaults(handler=_sandbox)
 
+    from workflows.commands import add_ticket_commands
+
+    add_ticket_commands(commands)
+
     demo = commands.add_parser("demo", help="run two sample tickets end to end")
     demo.set_defaults(handler=_demo)
     return parser

@@ -26,7 +26,7 @@ async def submit_ticket(
     The run carries its policy (timeouts, rounds, budgets, model), taken from
     the submitter's settings.
     """
-    await workflow.register(hatchet)
+    await workflow.register_missing(hatchet)
     return await workflow.ticket.aio_run(
         ticket_run(ticket, settings, reply_timeout_seconds=reply_timeout_seconds),
         wait_for_result=False,
@@ -76,3 +76,27 @@ async def wait_for_reply_sent(
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"no reply sent on ticket {ticket_id} within {within:g} s")
         await asyncio.sleep(poll_seconds)
+
+
+async def check_engine(hatchet: Hatchet, *, within: float = 5.0) -> str:
+    """The engine's version; EngineUnavailableError when it does not answer ``within`` seconds.
+
+    Called before anything is submitted, so an unreachable engine fails the
+    command cleanly instead of half-way through.
+    """
+    from workflows.engine import EngineUnavailableError
+
+    try:
+        version = await asyncio.wait_for(hatchet.aio_get_engine_version(), within)
+    except TimeoutError as exc:
+        raise EngineUnavailableError(
+            f"the Hatchet engine at {hatchet.config.host_port} did not answer within {within:g} s"
+        ) from exc
+    except Exception as exc:  # gRPC errors: the engine is down or refuses us
+        details = getattr(exc, "details", None)
+        reason = (details() if callable(details) else None) or str(exc) or type(exc).__name__
+        raise EngineUnavailableError(
+            f"the Hatchet engine at {hatchet.config.host_port} does not answer: "
+            f"{reason.strip().splitlines()[0]}"
+        ) from exc
+    return version or "unknown"

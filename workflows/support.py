@@ -24,6 +24,7 @@ from hatchet_sdk import (
     UserEventCondition,
     or_,
 )
+from hatchet_sdk.exceptions import FailedTaskRunExceptionGroup, TaskRunError
 from hatchet_sdk.runnables.eviction import EvictionPolicy
 from hatchet_sdk.runnables.workflow import Standalone
 
@@ -47,6 +48,10 @@ from workflows.settings import Settings
 from workflows.tasks import ChildTasks, build_child_tasks
 
 REPLY_EVENT = "support:customer-reply"
+# How a child task's failure reaches the durable parent. Anything else (a
+# non-determinism error, a cancellation) must propagate, never become a
+# ticket decision.
+CHILD_FAILURES = (TaskRunError, FailedTaskRunExceptionGroup)
 
 
 def reply_filter(ticket_id: str) -> str:
@@ -118,14 +123,19 @@ class SupportWorkflow:
     def all(self) -> list[Any]:
         return [self.ticket, *self.children.all()]
 
-    async def register(self, hatchet: Hatchet) -> None:
-        """Register the definitions with the engine (idempotent).
+    async def register_missing(self, hatchet: Hatchet) -> None:
+        """Register the definitions the engine does not know yet.
 
-        The engine silently drops a run of a workflow it does not know yet, so
-        clients register before submitting: a ticket then queues until a
-        worker is available instead of depending on a worker having started.
+        The engine silently drops a run of a workflow it does not know, so a
+        client registers before its first submission: a ticket then queues
+        until a worker is available. Definitions that exist are left alone,
+        because task settings (retries, timeouts, limits) are the workers'
+        to set: a worker registers its own definitions when it starts.
         """
         for runnable in self.all():
+            known = await hatchet.workflows.aio_list(workflow_name=runnable.name, limit=1)
+            if any(w.name == runnable.name for w in known.rows or []):
+                continue
             # The SDK exposes registration only on its internal client.
             await hatchet._client.admin.aio_put_workflow(runnable.to_proto())
 
@@ -171,6 +181,8 @@ def build_support_workflow(
                 code=request.code,
             )
             state.spent.code_runs += 1
+            if isinstance(outcome, BaseException) and not isinstance(outcome, CHILD_FAILURES):
+                raise outcome  # engine or replay errors are not the code's failures
             if isinstance(outcome, BaseException):
                 record.error = _error_text(outcome)
                 content, is_error = f"The sandbox could not run this code: {record.error}", True
@@ -212,7 +224,7 @@ def build_support_workflow(
                         attachments=attachment_metadata(ticket),
                     )
                 )
-            except Exception as exc:  # retries exhausted or non-retryable
+            except CHILD_FAILURES as exc:  # retries exhausted, or not retryable
                 return Decision.escalate(f"the model call failed: {_error_text(exc)}"), []
             turn = TurnResult.model_validate(turn)
             state.spent.steps += 1

@@ -81,3 +81,25 @@ def test_tool_definitions_are_stable_and_strict() -> None:
     assert tools == tool_definitions()
     assert tools[0]["input_schema"]["additionalProperties"] is False
     assert parse_tool_call(REPLY, {"message": "hi"}).resolved is False  # type: ignore[union-attr]
+
+
+def test_turn_requests_serialise_identically_whatever_the_key_order() -> None:
+    # Replayed child outputs may come back with keys reordered; the replayed
+    # request must still be byte-identical to the first one.
+    from agent.llm import TurnRequest
+
+    block = {"type": "tool_use", "id": "t", "name": RUN_CODE, "input": {"b": 1, "a": 2}}
+    reordered = {"input": {"a": 2, "b": 1}, "name": RUN_CODE, "id": "t", "type": "tool_use"}
+
+    def request(content: dict) -> str:
+        return TurnRequest(
+            ticket_id="T",
+            customer="c",
+            model="m",
+            max_tokens=256,
+            system="s",
+            tools=[],
+            messages=[{"role": "assistant", "content": [content]}],
+        ).model_dump_json()
+
+    assert request(block) == request(reordered)

@@ -1,0 +1,581 @@
+"""``support-agent submit | reply | watch | show | tickets``: the ticket commands.
+
+Every command checks its input completely before it connects, and checks
+that the engine answers before it changes anything, so a bad input or an
+unreachable engine leaves nothing half-done. Failures are one line on
+stderr; exit status 0 means success, 1 a failure (engine, run, ticket),
+2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import uuid
+import warnings
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, NoReturn
+
+from pydantic import TypeAdapter, ValidationError
+
+from agent.attachments import (
+    MAX_ATTACHMENT_BYTES,
+    MAX_ATTACHMENTS,
+    Attachment,
+    AttachmentName,
+    check_attachment_set,
+)
+from agent.tickets import TICKET_ID_PATTERN, CustomerReply, Email, Ticket
+from workflows.settings import Settings
+
+if TYPE_CHECKING:
+    from hatchet_sdk import Hatchet
+
+    from workflows.render import Terminal
+    from workflows.transcript import Transcript
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+ENGINE_CHECK_SECONDS = 5.0
+MAX_SUBJECT = 300
+MAX_BODY = 100_000
+STDIN = "-"
+# One quick retry for REST reads: the SDK's default retries a 404 for ~20 s.
+REST_ATTEMPTS = 2
+
+_EPILOG = "exit status: 0 success, 1 failure (engine, run or ticket), 2 bad input"
+
+
+class CommandError(Exception):
+    """An expected failure: printed as one line, no traceback."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BadInputError(CommandError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_BAD_INPUT)
+
+
+# -- argument types and input checks (no engine needed) ----------------------------
+
+
+def positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {value!r}")
+    return seconds
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value!r}")
+    return number
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def lookback(value: str) -> timedelta:
+    """``90m``, ``12h``, ``3d``: at most 7 days."""
+    match = _DURATION.match(value.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration like 30m, 12h or 3d: {value!r}")
+    span = timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    if not timedelta(0) < span <= timedelta(days=7):
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 7d: {value!r}")
+    return span
+
+
+def run_ref(value: str) -> str:
+    """A run id (UUID) or a ticket id, checked before anything connects."""
+    from workflows.transcript import is_run_id
+
+    if is_run_id(value) or re.match(TICKET_ID_PATTERN, value):
+        return value
+    raise argparse.ArgumentTypeError(f"neither a run id nor a ticket id: {value!r}")
+
+
+def read_text(value: str, what: str, stdin: IO[str]) -> str:
+    """An argument's text, or standard input for ``-``."""
+    if value != STDIN:
+        return value
+    try:
+        return stdin.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"cannot read the {what} from standard input: {exc}") from exc
+
+
+def read_body(args: argparse.Namespace, stdin: IO[str]) -> str:
+    if args.body is not None and args.body_file is not None:
+        raise BadInputError("give the body either as BODY or with --body-file, not both")
+    if args.body_file is not None:
+        if str(args.body_file) == STDIN:
+            return read_text(STDIN, "body", stdin)
+        try:
+            return Path(args.body_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInputError(f"cannot read the body file {args.body_file}: {exc}") from exc
+    if args.body is None:
+        raise BadInputError("no body: give BODY ('-' reads standard input) or --body-file")
+    return read_text(args.body, "body", stdin)
+
+
+def check_text(value: str, what: str, limit: int) -> str:
+    text = value.strip()
+    if not text:
+        raise BadInputError(f"the {what} is empty")
+    if len(text) > limit:
+        raise BadInputError(f"the {what} is {len(text)} characters; the limit is {limit}")
+    return text
+
+
+def check_email(value: str) -> str:
+    try:
+        email: str = TypeAdapter(Email).validate_python(value)
+    except ValidationError:
+        raise BadInputError(f"not a valid customer email address: {value!r}") from None
+    return email
+
+
+def check_ticket_id(value: str) -> str:
+    if not re.match(TICKET_ID_PATTERN, value):
+        raise BadInputError(
+            f"not a valid ticket id: {value!r} (a letter or digit, then up to 63 letters, "
+            "digits, '.', '_' or '-')"
+        )
+    return value
+
+
+def new_ticket_id() -> str:
+    return f"T-{uuid.uuid4().hex[:12]}"
+
+
+def check_attachment_name(name: str) -> str:
+    try:
+        TypeAdapter(AttachmentName).validate_python(name)
+    except ValidationError:
+        raise BadInputError(
+            f"attachment name {name!r} is not allowed: rename the file to start with a letter "
+            "or digit and use at most 128 letters, digits, '.', '_' or '-'"
+        ) from None
+    return name
+
+
+def load_attachments(paths: list[Path]) -> list[Attachment]:
+    """Read and check the files; each attachment is named after its file's base name."""
+    if len(paths) > MAX_ATTACHMENTS:
+        raise BadInputError(f"{len(paths)} attachments; the limit is {MAX_ATTACHMENTS}")
+    attachments = []
+    for path in paths:
+        if not path.exists():
+            raise BadInputError(f"attachment not found: {path}")
+        if not path.is_file():
+            raise BadInputError(f"attachment is not a regular file: {path}")
+        name = check_attachment_name(path.name)
+        try:
+            size = path.stat().st_size
+            if size > MAX_ATTACHMENT_BYTES:
+                raise BadInputError(
+                    f"attachment {path} is {size} bytes; the limit is {MAX_ATTACHMENT_BYTES}"
+                )
+            data = path.read_bytes()
+        except OSError as exc:
+            raise BadInputError(f"cannot read attachment {path}: {exc.strerror or exc}") from exc
+        try:
+            attachments.append(Attachment.from_bytes(name, data))
+        except (ValueError, ValidationError) as exc:
+            raise BadInputError(_first_line(exc)) from exc
+    try:
+        return check_attachment_set(attachments)
+    except ValueError as exc:
+        raise BadInputError(str(exc)) from exc
+
+
+def build_ticket(args: argparse.Namespace, stdin: IO[str]) -> Ticket:
+    """The ticket ``submit`` would send, fully checked; raises BadInputError."""
+    email = check_email(args.email)
+    subject = check_text(args.subject, "subject", MAX_SUBJECT)
+    body = check_text(read_body(args, stdin), "body", MAX_BODY)
+    ticket_id = check_ticket_id(args.ticket_id) if args.ticket_id else new_ticket_id()
+    attachments = load_attachments(args.attach)
+    try:
+        return Ticket(
+            ticket_id=ticket_id,
+            customer_email=email,
+            subject=subject,
+            body=body,
+            attachments=attachments,
+        )
+    except ValidationError as exc:
+        raise BadInputError(f"invalid ticket: {_first_line(exc)}") from exc
+
+
+def build_reply(args: argparse.Namespace, stdin: IO[str]) -> CustomerReply:
+    ticket_id = check_ticket_id(args.ticket)
+    message = check_text(read_text(args.message, "message", stdin), "message", MAX_BODY)
+    return CustomerReply(ticket_id=ticket_id, message=message, resolved=args.resolved)
+
+
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError) and exc.errors():
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        return f"{where}: {error['msg']}" if where else str(error["msg"])
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+# -- running a command ---------------------------------------------------------------
+
+
+def _fail(message: str) -> None:
+    print(f"support-agent: error: {message}", file=sys.stderr)
+
+
+def run_command(body: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run an async command body; expected failures become one line on stderr."""
+    from hatchet_sdk.clients.rest.exceptions import ApiException
+
+    from workflows.engine import EngineUnavailableError
+    from workflows.transcript import TranscriptError
+
+    try:
+        return asyncio.run(body())
+    except CommandError as exc:
+        _fail(str(exc))
+        return exc.status
+    except (EngineUnavailableError, TranscriptError) as exc:
+        _fail(str(exc))
+        return EXIT_FAILED
+    except ApiException as exc:
+        _fail(f"the engine's API answered {exc.status} {exc.reason or ''}".rstrip())
+        return EXIT_FAILED
+
+
+async def connect_checked(settings: Settings) -> Hatchet:
+    """A client whose engine has answered; only then may anything be changed."""
+    from workflows.client import check_engine
+    from workflows.engine import EngineUnavailableError, connect
+
+    try:
+        hatchet = connect(settings)
+    except EngineUnavailableError:
+        raise
+    except Exception as exc:  # a stale or broken engine.json, a bad token
+        reason = _first_line(exc)
+        raise EngineUnavailableError(f"cannot set up the Hatchet client: {reason}") from exc
+    hatchet.config.tenacity.max_attempts = REST_ATTEMPTS
+    # The REST list warns about ranges of a week; `tickets --since 7d` is one on purpose.
+    warnings.filterwarnings("ignore", "Listing runs with a date range", RuntimeWarning)
+    await check_engine(hatchet, within=ENGINE_CHECK_SECONDS)
+    return hatchet
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+# -- submit --------------------------------------------------------------------------
+
+
+def submit(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        ticket = build_ticket(args, sys.stdin)
+    except BadInputError as exc:
+        _fail(str(exc))
+        return exc.status
+    return run_command(lambda: _submit(args, settings, ticket))
+
+
+async def _submit(args: argparse.Namespace, settings: Settings, ticket: Ticket) -> int:
+    from workflows.client import submit_ticket
+    from workflows.render import Terminal
+    from workflows.support import build_support_workflow
+    from workflows.watch import Progress, follow
+
+    hatchet = await connect_checked(settings)
+    workflow = build_support_workflow(hatchet, settings)
+    ref = await submit_ticket(
+        hatchet, workflow, ticket, settings, reply_timeout_seconds=args.reply_timeout
+    )
+    run_id = ref.workflow_run_id
+    out = Terminal.for_stream(sys.stdout)
+    if not args.json:
+        count = len(ticket.attachments)
+        attached = f" with {count} attachment{'s' if count != 1 else ''}" if count else ""
+        out.line(f"submitted ticket {out.style(ticket.ticket_id, 'bold')}{attached}")
+        out.line(f"run {run_id}")
+        if not args.wait:
+            out.line(out.style(f"follow it with: support-agent watch {run_id}", "dim"))
+    if not args.wait:
+        if args.json:
+            _print_json({"ticket_id": ticket.ticket_id, "run_id": run_id})
+        return EXIT_OK
+    # The progress goes to stderr, so stdout keeps only the result.
+    progress = Progress(Terminal.for_stream(sys.stderr), announce_changes=False)
+    transcript = await follow(hatchet, run_id, printer=None, progress=progress)
+    return _report_end(transcript, out, as_json=args.json)
+
+
+def _report_end(transcript: Transcript, out: Terminal, *, as_json: bool) -> int:
+    """The outcome of a finished run; exit 0 for resolved or escalated."""
+    from workflows.render import outcome_lines
+
+    if as_json:
+        outcome = transcript.outcome.model_dump(mode="json") if transcript.outcome else None
+        _print_json(
+            {
+                "ticket_id": transcript.ticket.ticket_id,
+                "run_id": transcript.run_id,
+                "status": transcript.status,
+                "outcome": outcome,
+                "error": transcript.error,
+            }
+        )
+    else:
+        for line in outcome_lines(transcript, out.style):
+            out.line(line)
+        if transcript.outcome is not None:
+            for number, reply in enumerate(transcript.outcome.replies, 1):
+                out.line(out.style(f"  reply {number}:", "dim"))
+                for text in reply.strip().split("\n"):
+                    out.line(f"    {text}".rstrip())
+    if transcript.status in ("resolved", "escalated"):
+        return EXIT_OK
+    reason = transcript.error or "no outcome"
+    _fail(f"ticket {transcript.ticket.ticket_id} {transcript.status}: {reason}")
+    return EXIT_FAILED
+
+
+# -- reply ---------------------------------------------------------------------------
+
+
+def reply(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        message = build_reply(args, sys.stdin)
+    except BadInputError as exc:
+        _fail(str(exc))
+        return exc.status
+    return run_command(lambda: _reply(message, settings))
+
+
+async def _reply(message: CustomerReply, settings: Settings) -> int:
+    from workflows.client import push_reply
+    from workflows.transcript import STATUS_LABELS, describe, summarize_run, ticket_runs
+
+    hatchet = await connect_checked(settings)
+    runs = await ticket_runs(hatchet, limit=1, ticket_id=message.ticket_id)
+    if not runs:
+        raise CommandError(
+            f"no ticket {message.ticket_id} in {describe(hatchet)} (see: support-agent tickets)"
+        )
+    if runs[0].finished:
+        summary = await summarize_run(hatchet, runs[0])
+        state = STATUS_LABELS[summary.status] if summary else runs[0].status.lower()
+        raise CommandError(
+            f"ticket {message.ticket_id} is closed ({state}); nothing waits for a reply"
+        )
+    event_id = await push_reply(hatchet, message)
+    marked = " (marked resolved)" if message.resolved else ""
+    print(f"reply sent to ticket {message.ticket_id}{marked}: event {event_id}")
+    return EXIT_OK
+
+
+# -- watch and show ------------------------------------------------------------------
+
+
+def watch(args: argparse.Namespace, settings: Settings) -> int:
+    return run_command(lambda: _watch(args, settings))
+
+
+async def _watch(args: argparse.Namespace, settings: Settings) -> int:
+    from workflows.render import Terminal, TranscriptPrinter
+    from workflows.transcript import resolve_run_id
+    from workflows.watch import Progress, follow
+
+    hatchet = await connect_checked(settings)
+    run_id = await resolve_run_id(hatchet, args.run)
+    out = Terminal.for_stream(sys.stdout)
+    printer = TranscriptPrinter(out)
+    transcript = await follow(hatchet, run_id, printer=printer, progress=Progress(out))
+    printer.finish(transcript)
+    return EXIT_OK if transcript.status in ("resolved", "escalated") else EXIT_FAILED
+
+
+def show(args: argparse.Namespace, settings: Settings) -> int:
+    return run_command(lambda: _show(args, settings))
+
+
+async def _show(args: argparse.Namespace, settings: Settings) -> int:
+    from workflows.render import Terminal, TranscriptPrinter
+    from workflows.transcript import fetch_transcript, resolve_run_id
+
+    hatchet = await connect_checked(settings)
+    transcript = await fetch_transcript(hatchet, await resolve_run_id(hatchet, args.run))
+    if args.json:
+        _print_json(transcript.model_dump(mode="json"))
+        return EXIT_OK
+    printer = TranscriptPrinter(Terminal.for_stream(sys.stdout))
+    if transcript.finished:
+        printer.finish(transcript)
+    else:
+        printer.update(transcript)
+        printer.term.line()
+        printer.term.line(printer.style.status(transcript.status) + " (the run is still going)")
+    return EXIT_OK
+
+
+# -- tickets -------------------------------------------------------------------------
+
+
+def tickets(args: argparse.Namespace, settings: Settings) -> int:
+    return run_command(lambda: _tickets(args, settings))
+
+
+async def _tickets(args: argparse.Namespace, settings: Settings) -> int:
+    from workflows.render import Style, colour_enabled, human_age, tickets_table
+    from workflows.transcript import describe, summarize_run, ticket_runs
+
+    hatchet = await connect_checked(settings)
+    runs = await ticket_runs(hatchet, limit=args.limit, since=args.since)
+    summaries = [
+        s for s in await asyncio.gather(*(summarize_run(hatchet, r) for r in runs)) if s is not None
+    ]
+    if args.json:
+        _print_json([s.model_dump(mode="json") for s in summaries])
+    elif not summaries:
+        span = human_age(args.since.total_seconds())
+        print(f"no tickets in the last {span} in {describe(hatchet)}")
+    else:
+        print(tickets_table(summaries, Style(colour_enabled(sys.stdout))))
+    return EXIT_OK
+
+
+# -- parsers -------------------------------------------------------------------------
+
+
+def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Usage errors as one line on stderr (exit 2), pointing at --help."""
+
+    def error(message: str) -> NoReturn:
+        parser.exit(EXIT_BAD_INPUT, f"{parser.prog}: error: {message} (see --help)\n")
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
+
+
+def add_ticket_commands(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add submit, reply, watch, show and tickets to the ``support-agent`` parser."""
+
+    def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+        return _one_line_errors(
+            commands.add_parser(name, help=help_text, description=description, epilog=_EPILOG)
+        )
+
+    p = command(
+        "submit",
+        "submit a ticket",
+        "Submit a support ticket to the agent and print its ticket and run ids. "
+        "Everything is checked before anything is sent.",
+    )
+    p.add_argument("email", metavar="EMAIL", help="the customer's email address")
+    p.add_argument("subject", metavar="SUBJECT", help="the ticket's subject")
+    p.add_argument(
+        "body", metavar="BODY", nargs="?", help="the ticket's text; '-' reads it from stdin"
+    )
+    p.add_argument("--body-file", metavar="PATH", help="read the body from a file ('-' for stdin)")
+    p.add_argument(
+        "--attach",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help=f"attach a file, named after its base name (repeatable; at most {MAX_ATTACHMENTS}, "
+        f"{MAX_ATTACHMENT_BYTES // 1024} KiB each)",
+    )
+    p.add_argument("--ticket-id", metavar="ID", help="default: a new T-<12 hex digits>")
+    p.add_argument(
+        "--reply-timeout",
+        type=positive_seconds,
+        metavar="SECONDS",
+        help="how long to wait for the customer's reply before escalating "
+        "(default: SUPPORT_AGENT_REPLY_TIMEOUT_SECONDS, 48 h)",
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the run to its end and print the outcome (exit 0 if resolved or escalated)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.set_defaults(handler=submit)
+
+    p = command(
+        "reply",
+        "send the customer's reply to a waiting ticket",
+        "Send the customer's reply to the ticket's run (event support:customer-reply, "
+        "scoped to the ticket id).",
+    )
+    p.add_argument("ticket", metavar="TICKET", help="the ticket id")
+    p.add_argument("message", metavar="MESSAGE", help="the reply; '-' reads it from stdin")
+    p.add_argument(
+        "--resolved",
+        action="store_true",
+        help="the customer confirms the problem is solved: the ticket closes as resolved",
+    )
+    p.set_defaults(handler=reply)
+
+    run_help = "a run id, or a ticket id for its latest run"
+    p = command(
+        "watch",
+        "follow a ticket run live",
+        "Follow a ticket run live: the model's text as it streams, each script (purpose and "
+        "code) as it starts, its output, each reply and escalation, until the run ends. "
+        "Exit 0 if it ends resolved or escalated.",
+    )
+    p.add_argument("run", metavar="RUN", type=run_ref, help=run_help)
+    p.set_defaults(handler=watch)
+
+    p = command(
+        "show",
+        "print a ticket run's whole transcript",
+        "Print a ticket run's transcript: the ticket, triage, every model turn, every script "
+        "and its output, each reply, the escalation packet and the outcome.",
+    )
+    p.add_argument("run", metavar="RUN", type=run_ref, help=run_help)
+    p.add_argument("--json", action="store_true", help="print the transcript as JSON")
+    p.set_defaults(handler=show)
+
+    p = command(
+        "tickets",
+        "list recent tickets",
+        "List recent tickets in this namespace with their status, age and cost.",
+    )
+    p.add_argument(
+        "--limit", type=positive_int, default=20, metavar="N", help="at most N (default 20)"
+    )
+    p.add_argument(
+        "--since",
+        type=lookback,
+        default=lookback("24h"),
+        metavar="DURATION",
+        help="how far back, e.g. 90m, 12h, 3d (default 24h, at most 7d)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.set_defaults(handler=tickets)

@@ -1,0 +1,530 @@
+"""A ticket run as a transcript: the ticket, every child task in order, the outcome.
+
+Everything here is read back from the engine's REST API, the records the
+dashboard shows, so a transcript can be built for any run, finished or not,
+from any machine. ``show`` prints one; ``watch`` rebuilds it as the run goes
+and prints what is new. The JSON form (``Transcript.model_dump``) is what
+``show --json`` prints: its keys are a stable interface.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from hatchet_sdk import Hatchet
+from hatchet_sdk.clients.rest.exceptions import NotFoundException
+from pydantic import BaseModel, Field, ValidationError
+
+from agent.attachments import AttachmentRef
+from agent.llm import TurnResult
+from agent.packet import EscalationPacket
+from agent.tickets import TICKET_ID_PATTERN, TriageResult
+from workflows.models import (
+    CodeRunRequest,
+    CodeRunResult,
+    ReplyRequest,
+    TicketOutcome,
+    TicketRun,
+)
+
+TICKET_TASK = "support-ticket"
+TRIAGE_TASK = "triage-ticket"
+TURN_TASK = "llm-turn"
+CODE_TASK = "run-code"
+REPLY_TASK = "send-reply"
+ESCALATE_TASK = "escalate-ticket"
+
+FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+# Children are looked up from a little before their parent was created.
+_CLOCK_SLACK = timedelta(minutes=1)
+# The REST list warns about ranges of 7 days or more.
+MAX_LOOKBACK = timedelta(days=7) - timedelta(minutes=5)
+_CHILDREN_LIMIT = 1000
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# Keys of the envelope the engine stores around a task's own input.
+_ENVELOPE = frozenset({"input", "overrides", "parents", "triggered_by", "triggers", "user_data"})
+
+TicketStatus = Literal[
+    "queued", "diagnosing", "waiting", "resolved", "escalated", "failed", "cancelled"
+]
+STATUS_LABELS: dict[str, str] = {
+    "queued": "queued",
+    "diagnosing": "diagnosing",
+    "waiting": "waiting for customer",
+    "resolved": "resolved",
+    "escalated": "escalated",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
+
+
+class TranscriptError(LookupError):
+    """The run does not exist, or is not a support ticket; the message says which."""
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """One task run as the REST API reports it, with the namespace taken off its name."""
+
+    run_id: str
+    task: str
+    status: str
+    created_at: datetime
+    finished_at: datetime | None = None
+    input: dict[str, Any] = field(default_factory=dict)
+    output: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    parent_id: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "COMPLETED"
+
+    @classmethod
+    def from_summary(cls, row: Any, namespace: str) -> TaskRun:
+        """From a ``V1TaskSummary`` (a list row or ``GET /tasks/{id}``)."""
+        name: str = row.workflow_name or row.display_name or ""
+        return cls(
+            run_id=row.task_external_id,
+            task=name.removeprefix(namespace) if namespace else name,
+            status=_status(row.status),
+            created_at=row.created_at,
+            finished_at=row.finished_at,
+            input=unwrap_input(row.input),
+            output=dict(row.output or {}),
+            error=row.error_message or None,
+            parent_id=row.parent_task_external_id,
+        )
+
+
+def _status(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def unwrap_input(raw: dict[str, Any] | None) -> dict[str, Any]:
+    """A task's own input: list rows wrap it in the engine's trigger envelope."""
+    raw = dict(raw or {})
+    inner = raw.get("input")
+    if isinstance(inner, dict) and set(raw) <= _ENVELOPE:
+        return inner
+    return raw
+
+
+class TicketView(BaseModel):
+    ticket_id: str
+    customer_email: str
+    subject: str
+    body: str
+    attachments: list[AttachmentRef]
+
+
+class Cost(BaseModel):
+    tokens: int = 0
+    sandbox_seconds: float = 0.0
+
+
+class TurnEntry(BaseModel):
+    """One model turn (an ``llm-turn`` child)."""
+
+    kind: Literal["turn"] = "turn"
+    id: str
+    status: str
+    number: int
+    round: int
+    planner: str = ""
+    text: str = ""
+    tools: list[str] = Field(default_factory=list)
+    tokens: int = 0
+    error: str | None = None
+
+
+class ScriptEntry(BaseModel):
+    """One code run (a ``run-code`` child): the script, why, and what it printed."""
+
+    kind: Literal["script"] = "script"
+    id: str
+    status: str
+    round: int
+    step: int
+    purpose: str
+    language: str
+    code: str
+    exit_code: int | None = None
+    timed_out: bool = False
+    oom_killed: bool = False
+    duration_seconds: float = 0.0
+    stdout: str = ""
+    stderr: str = ""
+    output_files: list[str] = Field(default_factory=list)
+    error: str | None = None
+
+
+class ReplyEntry(BaseModel):
+    """A reply to the customer (a ``send-reply`` child)."""
+
+    kind: Literal["reply"] = "reply"
+    id: str
+    status: str
+    round: int
+    message: str
+    closes_ticket: bool = False
+
+
+class CustomerReplyEntry(BaseModel):
+    """The customer's answer to the reply of ``round`` (from the outcome)."""
+
+    kind: Literal["customer_reply"] = "customer_reply"
+    id: str
+    round: int
+    message: str
+
+
+class EscalationEntry(BaseModel):
+    """The hand-over to a human (an ``escalate-ticket`` child)."""
+
+    kind: Literal["escalation"] = "escalation"
+    id: str
+    status: str
+    reason: str
+
+
+Entry = Annotated[
+    TurnEntry | ScriptEntry | ReplyEntry | CustomerReplyEntry | EscalationEntry,
+    Field(discriminator="kind"),
+]
+
+
+class Transcript(BaseModel):
+    """A ticket run, everything in order; ``show --json`` prints this."""
+
+    version: Literal[1] = 1
+    run_id: str
+    ticket: TicketView
+    status: TicketStatus
+    run_status: str
+    created_at: datetime
+    finished_at: datetime | None = None
+    error: str | None = None
+    triage: TriageResult | None = None
+    entries: list[Entry] = Field(default_factory=list)
+    escalation: EscalationPacket | None = None
+    outcome: TicketOutcome | None = None
+    cost: Cost = Field(default_factory=Cost)
+
+    @property
+    def finished(self) -> bool:
+        return self.run_status in FINISHED
+
+    @property
+    def scripts(self) -> list[ScriptEntry]:
+        return [e for e in self.entries if isinstance(e, ScriptEntry)]
+
+    @property
+    def turns(self) -> list[TurnEntry]:
+        return [e for e in self.entries if isinstance(e, TurnEntry)]
+
+    @property
+    def replies(self) -> list[ReplyEntry]:
+        return [e for e in self.entries if isinstance(e, ReplyEntry)]
+
+
+class TicketSummary(BaseModel):
+    """One row of ``tickets``; ``tickets --json`` prints a list of these."""
+
+    ticket_id: str
+    run_id: str
+    status: TicketStatus
+    subject: str
+    customer_email: str
+    created_at: datetime
+    finished_at: datetime | None
+    age_seconds: float
+    rounds: int
+    scripts_run: int
+    tokens: int
+    sandbox_seconds: float
+
+
+# -- building a transcript from task runs (no I/O) ---------------------------------
+
+
+def _ticket_run(run: TaskRun) -> TicketRun:
+    try:
+        return TicketRun.model_validate(run.input)
+    except ValidationError as exc:
+        raise TranscriptError(
+            f"run {run.run_id} is not a support ticket (its input is not a ticket)"
+        ) from exc
+
+
+def _outcome(run: TaskRun) -> TicketOutcome | None:
+    if not run.completed:
+        return None
+    try:
+        return TicketOutcome.model_validate(run.output)
+    except ValidationError:
+        return None
+
+
+def _order(child: TaskRun) -> tuple[datetime, int, str]:
+    step = child.input.get("step") if child.task == CODE_TASK else 0
+    return (child.created_at, step if isinstance(step, int) else 0, child.run_id)
+
+
+def _turn(child: TaskRun, number: int, round_number: int) -> TurnEntry:
+    entry = TurnEntry(
+        id=child.run_id, status=child.status, number=number, round=round_number, error=child.error
+    )
+    if child.completed:
+        result = TurnResult.model_validate(child.output)
+        entry.planner, entry.text, entry.tokens = result.planner, result.text, result.usage.total
+        entry.tools = [call.name for call in result.tool_calls]
+    return entry
+
+
+def _script(child: TaskRun) -> ScriptEntry:
+    request = CodeRunRequest.model_validate(child.input)
+    entry = ScriptEntry(
+        id=child.run_id,
+        status=child.status,
+        round=request.round,
+        step=request.step,
+        purpose=request.purpose,
+        language=request.language,
+        code=request.code,
+        error=child.error,
+    )
+    if child.completed:
+        result = CodeRunResult.model_validate(child.output)
+        entry.exit_code, entry.timed_out = result.exit_code, result.timed_out
+        entry.oom_killed, entry.duration_seconds = result.oom_killed, result.duration_seconds
+        entry.stdout, entry.stderr = result.stdout, result.stderr
+        entry.output_files, entry.error = result.output_files, result.error
+    return entry
+
+
+def _status_of(run: TaskRun, outcome: TicketOutcome | None, entries: list[Any]) -> TicketStatus:
+    if run.status == "COMPLETED":
+        return outcome.status if outcome is not None else "failed"
+    if run.status == "FAILED":
+        return "failed"
+    if run.status == "CANCELLED":
+        return "cancelled"
+    if run.status == "QUEUED":
+        return "queued"
+    last = entries[-1] if entries else None
+    if isinstance(last, ReplyEntry) and last.status == "COMPLETED" and not last.closes_ticket:
+        return "waiting"
+    return "diagnosing"
+
+
+def build_transcript(run: TaskRun, children: Sequence[TaskRun]) -> Transcript:
+    """Put a ticket run and its children's records in order (pure: no engine calls)."""
+    ticket = _ticket_run(run).ticket
+    outcome = _outcome(run)
+    customer_replies = outcome.customer_replies if outcome else []
+    triage: TriageResult | None = None
+    escalation = outcome.escalation if outcome else None
+    entries: list[Any] = []
+    round_number, turns = 1, 0
+    for child in sorted(children, key=_order):
+        if child.task == TRIAGE_TASK and child.completed:
+            triage = TriageResult.model_validate(child.output)
+        elif child.task == TURN_TASK:
+            turns += 1
+            entries.append(_turn(child, turns, round_number))
+        elif child.task == CODE_TASK:
+            entries.append(_script(child))
+        elif child.task == REPLY_TASK:
+            request = ReplyRequest.model_validate(child.input)
+            entries.append(
+                ReplyEntry(
+                    id=child.run_id,
+                    status=child.status,
+                    round=request.round,
+                    message=request.message,
+                    closes_ticket=request.closes_ticket,
+                )
+            )
+            if len(customer_replies) >= request.round:
+                entries.append(
+                    CustomerReplyEntry(
+                        id=f"{child.run_id}:customer",
+                        round=request.round,
+                        message=customer_replies[request.round - 1],
+                    )
+                )
+            round_number = request.round + 1
+        elif child.task == ESCALATE_TASK:
+            packet = EscalationPacket.model_validate(child.input)
+            escalation = escalation or packet
+            entries.append(
+                EscalationEntry(id=child.run_id, status=child.status, reason=packet.reason)
+            )
+    if outcome is not None:
+        cost = Cost(tokens=outcome.spent.tokens, sandbox_seconds=outcome.spent.sandbox_seconds)
+        triage = triage or TriageResult(
+            category=outcome.triage_category, priority=outcome.triage_priority, reason=""
+        )
+    else:
+        cost = Cost(
+            tokens=sum(e.tokens for e in entries if isinstance(e, TurnEntry)),
+            sandbox_seconds=sum(e.duration_seconds for e in entries if isinstance(e, ScriptEntry)),
+        )
+    return Transcript(
+        run_id=run.run_id,
+        ticket=TicketView(
+            ticket_id=ticket.ticket_id,
+            customer_email=ticket.customer_email,
+            subject=ticket.subject,
+            body=ticket.body,
+            attachments=[a.ref for a in ticket.attachments],
+        ),
+        status=_status_of(run, outcome, entries),
+        run_status=run.status,
+        created_at=run.created_at,
+        finished_at=run.finished_at,
+        error=run.error,
+        triage=triage,
+        entries=entries,
+        escalation=escalation,
+        outcome=outcome,
+        cost=cost,
+    )
+
+
+def summarize(transcript: Transcript, now: datetime | None = None) -> TicketSummary:
+    now = now or datetime.now(tz=UTC)
+    outcome = transcript.outcome
+    return TicketSummary(
+        ticket_id=transcript.ticket.ticket_id,
+        run_id=transcript.run_id,
+        status=transcript.status,
+        subject=transcript.ticket.subject,
+        customer_email=transcript.ticket.customer_email,
+        created_at=transcript.created_at,
+        finished_at=transcript.finished_at,
+        age_seconds=max(0.0, (now - transcript.created_at).total_seconds()),
+        rounds=outcome.rounds if outcome else len(transcript.replies),
+        scripts_run=outcome.scripts_run if outcome else len(transcript.scripts),
+        tokens=transcript.cost.tokens,
+        sandbox_seconds=transcript.cost.sandbox_seconds,
+    )
+
+
+# -- reading from the engine -------------------------------------------------------
+
+
+def is_run_id(value: str) -> bool:
+    return bool(_UUID.match(value))
+
+
+async def get_run(hatchet: Hatchet, run_id: str) -> TaskRun:
+    """The ticket run itself (``GET /api/v1/stable/workflow-runs/{id}``)."""
+    if not is_run_id(run_id):
+        raise TranscriptError(f"{run_id!r} is not a run id (a UUID)")
+    try:
+        details = await hatchet.runs.aio_get(run_id)
+    except NotFoundException as exc:
+        raise TranscriptError(f"no run {run_id} on this engine") from exc
+    run = details.run
+    return TaskRun(
+        run_id=run_id,
+        task=TICKET_TASK,
+        status=_status(run.status),
+        created_at=run.created_at or run.started_at or datetime.now(tz=UTC),
+        finished_at=run.finished_at,
+        input=unwrap_input(run.input),
+        output=dict(run.output or {}),
+        error=run.error_message or None,
+        parent_id=run.parent_task_external_id,
+    )
+
+
+async def list_children(hatchet: Hatchet, run: TaskRun, ticket_id: str) -> list[TaskRun]:
+    """The run's child tasks: found by inherited ticket id, kept if this run is the parent."""
+    rows = (
+        await hatchet.runs.aio_list(
+            since=run.created_at - _CLOCK_SLACK,
+            only_tasks=True,
+            limit=_CHILDREN_LIMIT,
+            additional_metadata={"ticket_id": ticket_id},
+        )
+    ).rows
+    namespace = hatchet.config.namespace
+    return [
+        TaskRun.from_summary(row, namespace)
+        for row in rows
+        if row.parent_task_external_id == run.run_id
+    ]
+
+
+async def fetch_transcript(hatchet: Hatchet, run_id: str) -> Transcript:
+    run = await get_run(hatchet, run_id)
+    ticket_id = _ticket_run(run).ticket.ticket_id
+    return build_transcript(run, await list_children(hatchet, run, ticket_id))
+
+
+async def ticket_workflow_id(hatchet: Hatchet) -> str | None:
+    """The id of ``support-ticket`` in this client's namespace; None if never registered."""
+    name = hatchet.config.apply_namespace(TICKET_TASK)
+    rows = (await hatchet.workflows.aio_list(workflow_name=TICKET_TASK)).rows or []
+    return next((w.metadata.id for w in rows if w.name == name), None)
+
+
+async def ticket_runs(
+    hatchet: Hatchet,
+    *,
+    limit: int,
+    since: timedelta = MAX_LOOKBACK,
+    ticket_id: str | None = None,
+) -> list[TaskRun]:
+    """Recent ``support-ticket`` runs in this namespace, newest first."""
+    workflow_id = await ticket_workflow_id(hatchet)
+    if workflow_id is None:
+        return []
+    rows = (
+        await hatchet.runs.aio_list(
+            since=datetime.now(tz=UTC) - since,
+            limit=limit,
+            workflow_ids=[workflow_id],
+            additional_metadata={"ticket_id": ticket_id} if ticket_id else None,
+        )
+    ).rows
+    runs = [TaskRun.from_summary(row, hatchet.config.namespace) for row in rows]
+    return sorted(runs, key=lambda r: r.created_at, reverse=True)
+
+
+async def resolve_run_id(hatchet: Hatchet, ref: str) -> str:
+    """A run id as given, or the latest run of a ticket id in this namespace."""
+    if is_run_id(ref):
+        return ref
+    if not re.match(TICKET_ID_PATTERN, ref):
+        raise TranscriptError(f"{ref!r} is neither a run id nor a ticket id")
+    runs = await ticket_runs(hatchet, limit=1, ticket_id=ref)
+    if not runs:
+        raise TranscriptError(f"no run of ticket {ref} in the last 7 days in {describe(hatchet)}")
+    return runs[0].run_id
+
+
+async def summarize_run(hatchet: Hatchet, run: TaskRun) -> TicketSummary | None:
+    """A ``tickets`` row; a running ticket's children are read for its status and cost."""
+    try:
+        ticket_id = _ticket_run(run).ticket.ticket_id
+    except TranscriptError:
+        return None
+    children = [] if run.finished else await list_children(hatchet, run, ticket_id)
+    return summarize(build_transcript(run, children))
+
+
+def describe(hatchet: Hatchet) -> str:
+    namespace = hatchet.config.namespace.rstrip("_")
+    return f"namespace {namespace!r}" if namespace else "the default namespace"
