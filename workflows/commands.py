@@ -123,18 +123,15 @@ def read_text(value: str, what: str, stdin: IO[str]) -> str:
 
 
 def read_body(args: argparse.Namespace, stdin: IO[str]) -> str:
-    if args.body is not None and args.body_file is not None:
-        raise BadInputError("give the body either as BODY or with --body-file, not both")
-    if args.body_file is not None:
-        if str(args.body_file) == STDIN:
-            return read_text(STDIN, "body", stdin)
-        try:
-            return Path(args.body_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise BadInputError(f"cannot read the body file {args.body_file}: {exc}") from exc
-    if args.body is None:
-        raise BadInputError("no body: give BODY ('-' reads standard input) or --body-file")
-    return read_text(args.body, "body", stdin)
+    """``--body TEXT`` or ``--body-file PATH`` (``-`` for stdin); argparse allows just one."""
+    if args.body_file is None:
+        return str(args.body)
+    if args.body_file == STDIN:
+        return read_text(STDIN, "body", stdin)
+    try:
+        return Path(args.body_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"cannot read the body file {args.body_file}: {exc}") from exc
 
 
 def check_text(value: str, what: str, limit: int) -> str:
@@ -497,10 +494,11 @@ def add_ticket_commands(commands: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("email", metavar="EMAIL", help="the customer's email address")
     p.add_argument("subject", metavar="SUBJECT", help="the ticket's subject")
-    p.add_argument(
-        "body", metavar="BODY", nargs="?", help="the ticket's text; '-' reads it from stdin"
+    body = p.add_mutually_exclusive_group(required=True)
+    body.add_argument("--body", metavar="TEXT", help="the ticket's text")
+    body.add_argument(
+        "--body-file", metavar="PATH", help="read the ticket's text from a file ('-' for stdin)"
     )
-    p.add_argument("--body-file", metavar="PATH", help="read the body from a file ('-' for stdin)")
     p.add_argument(
         "--attach",
         type=Path,

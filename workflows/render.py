@@ -89,9 +89,9 @@ class Terminal:
 
     @classmethod
     def for_stream(cls, stream: IO[str]) -> Terminal:
-        colour = colour_enabled(stream)
         isatty = getattr(stream, "isatty", None)
-        return cls(stream, Style(colour), live=bool(isatty and isatty()))
+        live = bool(isatty and isatty()) and os.environ.get("TERM") != "dumb"
+        return cls(stream, Style(colour_enabled(stream)), live=live)
 
     def write(self, text: str) -> None:
         if not text:

@@ -75,7 +75,10 @@ class Settings(BaseSettings):
         default=50, ge=1, description="Shared Hatchet rate limit on model calls, all workers."
     )
     per_customer_concurrency: int = Field(
-        default=2, ge=1, description="Model turns and code runs at once per customer."
+        default=2,
+        ge=0,
+        description="Model turns and code runs at once per customer, round-robined across "
+        "customers; 0 turns the fairness queue off.",
     )
     max_rounds: int = Field(default=3, ge=1, description="Customer replies handled per ticket.")
     code_timeout_seconds: float = Field(default=60, gt=0, description="One code run.")

@@ -67,6 +67,8 @@ class StreamBuffer:
 
 
 def _per_customer(settings: Settings) -> list[ConcurrencyExpression]:
+    if settings.per_customer_concurrency == 0:
+        return []
     return [
         ConcurrencyExpression(
             expression="input.customer",

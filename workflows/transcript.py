@@ -9,9 +9,10 @@ and prints what is new. The JSON form (``Transcript.model_dump``) is what
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -44,6 +45,7 @@ _CLOCK_SLACK = timedelta(minutes=1)
 # The REST list warns about ranges of 7 days or more.
 MAX_LOOKBACK = timedelta(days=7) - timedelta(minutes=5)
 _CHILDREN_LIMIT = 1000
+_WORKFLOW_PAGE = 200
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # Keys of the envelope the engine stores around a task's own input.
 _ENVELOPE = frozenset({"input", "overrides", "parents", "triggered_by", "triggers", "user_data"})
@@ -449,35 +451,88 @@ async def get_run(hatchet: Hatchet, run_id: str) -> TaskRun:
     )
 
 
-async def list_children(hatchet: Hatchet, run: TaskRun, ticket_id: str) -> list[TaskRun]:
-    """The run's child tasks: found by inherited ticket id, kept if this run is the parent."""
-    rows = (
-        await hatchet.runs.aio_list(
-            since=run.created_at - _CLOCK_SLACK,
-            only_tasks=True,
-            limit=_CHILDREN_LIMIT,
-            additional_metadata={"ticket_id": ticket_id},
+class RunReader:
+    """Reads a ticket run and its children again and again (``watch``), cheaply.
+
+    Children are listed without payloads (an ``llm-turn`` input holds the
+    whole conversation); a child's input and output are fetched only when it
+    is new or its status changed, and the ticket run itself (whose input holds
+    the attachments) only when its status changed.
+    """
+
+    def __init__(self, hatchet: Hatchet, run_id: str, run: TaskRun | None = None) -> None:
+        self._hatchet = hatchet
+        self._run_id = run_id
+        self._run = run
+        self._children: dict[str, TaskRun] = {}
+
+    async def read(self) -> Transcript:
+        run = await self._ticket_run()
+        ticket_id = _ticket_run(run).ticket.ticket_id
+        rows = (
+            await self._hatchet.runs.aio_list(
+                since=run.created_at - _CLOCK_SLACK,
+                only_tasks=True,
+                limit=_CHILDREN_LIMIT,
+                additional_metadata={"ticket_id": ticket_id},
+                include_payloads=False,
+            )
+        ).rows
+        namespace = self._hatchet.config.namespace
+        listed = [
+            TaskRun.from_summary(row, namespace)
+            for row in rows
+            if row.parent_task_external_id == run.run_id
+        ]
+        stale = [
+            c
+            for c in listed
+            if c.run_id not in self._children or self._children[c.run_id].status != c.status
+        ]
+        details = await asyncio.gather(
+            *(self._hatchet.runs.aio_get_task_run(c.run_id) for c in stale)
         )
-    ).rows
-    namespace = hatchet.config.namespace
-    return [
-        TaskRun.from_summary(row, namespace)
-        for row in rows
-        if row.parent_task_external_id == run.run_id
-    ]
+        for child, detail in zip(stale, details, strict=True):
+            # Name and times from the list row: the task endpoint leaves them out.
+            self._children[child.run_id] = replace(
+                child,
+                input=unwrap_input(detail.input),
+                output=dict(detail.output or {}),
+                error=detail.error_message or None,
+            )
+        return build_transcript(run, [self._children[c.run_id] for c in listed])
+
+    async def _ticket_run(self) -> TaskRun:
+        if self._run is None:
+            self._run = await get_run(self._hatchet, self._run_id)
+        elif not self._run.finished:
+            status = _status(await self._hatchet.runs.aio_get_status(self._run_id))
+            if status != self._run.status:
+                self._run = await get_run(self._hatchet, self._run_id)
+        return self._run
 
 
 async def fetch_transcript(hatchet: Hatchet, run_id: str) -> Transcript:
-    run = await get_run(hatchet, run_id)
-    ticket_id = _ticket_run(run).ticket.ticket_id
-    return build_transcript(run, await list_children(hatchet, run, ticket_id))
+    return await RunReader(hatchet, run_id).read()
 
 
 async def ticket_workflow_id(hatchet: Hatchet) -> str | None:
-    """The id of ``support-ticket`` in this client's namespace; None if never registered."""
+    """The id of ``support-ticket`` in this client's namespace; None if never registered.
+
+    The engine matches the name as a substring (every namespace's ticket
+    workflow matches), so the pages are searched for the exact name.
+    """
     name = hatchet.config.apply_namespace(TICKET_TASK)
-    rows = (await hatchet.workflows.aio_list(workflow_name=TICKET_TASK)).rows or []
-    return next((w.metadata.id for w in rows if w.name == name), None)
+    offset = 0
+    while True:
+        page = await hatchet.workflows.aio_list(
+            workflow_name=TICKET_TASK, limit=_WORKFLOW_PAGE, offset=offset
+        )
+        rows = page.rows or []
+        found = next((w.metadata.id for w in rows if w.name == name), None)
+        if found is not None or len(rows) < _WORKFLOW_PAGE:
+            return found
+        offset += _WORKFLOW_PAGE
 
 
 async def ticket_runs(
@@ -518,11 +573,11 @@ async def resolve_run_id(hatchet: Hatchet, ref: str) -> str:
 async def summarize_run(hatchet: Hatchet, run: TaskRun) -> TicketSummary | None:
     """A ``tickets`` row; a running ticket's children are read for its status and cost."""
     try:
-        ticket_id = _ticket_run(run).ticket.ticket_id
+        if run.finished:
+            return summarize(build_transcript(run, []))
+        return summarize(await RunReader(hatchet, run.run_id, run).read())
     except TranscriptError:
         return None
-    children = [] if run.finished else await list_children(hatchet, run, ticket_id)
-    return summarize(build_transcript(run, children))
 
 
 def describe(hatchet: Hatchet) -> str:

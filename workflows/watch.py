@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from hatchet_sdk import Hatchet
 
 from workflows.render import Terminal, TranscriptPrinter, status_change_line, status_line
-from workflows.transcript import ScriptEntry, Transcript, TurnEntry, fetch_transcript
+from workflows.transcript import RunReader, ScriptEntry, Transcript, TurnEntry
 
 POLL_SECONDS = 0.5
 TICK_SECONDS = 0.1
@@ -66,8 +66,9 @@ async def follow(
     """
     queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
     streams: dict[str, asyncio.Task[None]] = {}
+    reader = RunReader(hatchet, run_id)
     try:
-        transcript = await fetch_transcript(hatchet, run_id)
+        transcript = await reader.read()
         while not transcript.finished:
             if printer is not None:
                 printer.update(transcript)
@@ -80,8 +81,8 @@ async def follow(
                         streams[entry.id] = asyncio.create_task(_pump(hatchet, entry.id, queue))
             progress.show(transcript)
             await _drain(queue, printer, progress, transcript, poll_seconds)
-            transcript = await fetch_transcript(hatchet, run_id)
-        transcript = await _settled(hatchet, run_id, transcript)
+            transcript = await reader.read()
+        transcript = await _settled(reader, transcript)
     finally:
         for task in streams.values():
             task.cancel()
@@ -112,7 +113,7 @@ async def _drain(
             printer.stream(entry_id, chunk)
 
 
-async def _settled(hatchet: Hatchet, run_id: str, transcript: Transcript) -> Transcript:
+async def _settled(reader: RunReader, transcript: Transcript) -> Transcript:
     """The final record: the REST view of children can lag the run's own status briefly."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SETTLE_SECONDS
@@ -120,5 +121,5 @@ async def _settled(hatchet: Hatchet, run_id: str, transcript: Transcript) -> Tra
         getattr(e, "status", "COMPLETED") in ("QUEUED", "RUNNING") for e in transcript.entries
     ):
         await asyncio.sleep(POLL_SECONDS)
-        transcript = await fetch_transcript(hatchet, run_id)
+        transcript = await reader.read()
     return transcript
