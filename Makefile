@@ -49,8 +49,8 @@ worker: engine
 demo: setup
 	@$(BIN)/support-agent demo
 
+# The test session starts the engine itself if none is running (and stops it after).
 test: setup lint
-	@$(BIN)/support-agent engine start
 	@$(BIN)/pytest -p no:cacheprovider tests
 
 test-unit: venv
