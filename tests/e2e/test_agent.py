@@ -12,7 +12,7 @@ from typing import Any
 
 import docker
 import pytest
-from hatchet_sdk import Hatchet
+from hatchet_sdk import Hatchet, V1TaskStatus
 
 from agent.attachments import Attachment
 from agent.budget import Budget
@@ -359,3 +359,21 @@ async def test_sigkill_during_a_model_turn_repeats_no_finished_step(
     # The code run finished before the crash and was not repeated.
     assert sum(_containers_created(ticket.ticket_id, started).values()) == 1
     await _no_containers_left(ticket.ticket_id)
+
+
+async def test_a_new_run_for_the_same_ticket_cancels_the_stale_one(
+    hatchet: Hatchet, support: SupportWorkflow
+) -> None:
+    ticket = _ticket(new_ticket_id("DU"))
+    stale = await submit_ticket(hatchet, support, ticket, Settings(), reply_timeout_seconds=300)
+    await wait_for_reply_sent(hatchet, ticket.ticket_id, within=90)
+    fresh = await submit_ticket(hatchet, support, ticket, Settings(), reply_timeout_seconds=300)
+    deadline = time.monotonic() + 60
+    while await hatchet.runs.aio_get_status(stale.workflow_run_id) != V1TaskStatus.CANCELLED:
+        assert time.monotonic() < deadline, "the stale run was not cancelled"
+        await asyncio.sleep(0.5)
+    await push_reply(
+        hatchet, CustomerReply(ticket_id=ticket.ticket_id, message="ok", resolved=True)
+    )
+    outcome = await asyncio.wait_for(fresh.aio_result(), timeout=120)
+    assert outcome.status == "resolved"
