@@ -264,6 +264,14 @@ def run_command(body: Callable[[], Coroutine[Any, Any, int]]) -> int:
     except ApiException as exc:
         _fail(f"the engine's API answered {exc.status} {exc.reason or ''}".rstrip())
         return EXIT_FAILED
+    except Exception as exc:
+        if not type(exc).__module__.startswith("grpc"):
+            raise
+        # The engine answered the version check, then failed this call (restart, overload).
+        details = getattr(exc, "details", None)
+        reason = (details() if callable(details) else None) or _first_line(exc)
+        _fail(f"the engine refused the request: {reason}")
+        return EXIT_FAILED
 
 
 async def connect_checked(settings: Settings) -> Hatchet:
@@ -563,7 +571,10 @@ def add_ticket_commands(commands: argparse._SubParsersAction[Any]) -> None:
     p = command(
         "tickets",
         "list recent tickets",
-        "List recent tickets in this namespace with their status, age and cost.",
+        "List recent tickets in this namespace, newest first, with their status (queued, "
+        "diagnosing, waiting for customer, resolved, escalated, failed, cancelled), age and cost "
+        "(tokens and sandbox seconds: from the outcome once finished, else summed from the "
+        "finished child tasks).",
     )
     p.add_argument(
         "--limit", type=positive_int, default=20, metavar="N", help="at most N (default 20)"

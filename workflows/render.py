@@ -360,7 +360,13 @@ class TranscriptPrinter:
             return
         self._done.add(entry.id)
         streamed = self._streamed.get(entry.id, "")
-        rest = entry.text[len(streamed) :] if entry.text.startswith(streamed) else entry.text
+        if entry.text.startswith(streamed):
+            rest = entry.text[len(streamed) :]
+        else:
+            # The stream began after the turn did (or a retry restarted it): the record is whole.
+            self.term.end_line()
+            self.term.line(f"  {self.style('(the whole text, as recorded:)', 'dim')}")
+            rest = entry.text
         if rest.strip():
             self.term.write_indented(rest, "  ")
         self.term.end_line()

@@ -22,7 +22,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agent.attachments import AttachmentRef
 from agent.llm import TurnResult
-from agent.packet import EscalationPacket
+from agent.packet import EscalationPacket, ScriptRecord
+from agent.prompts import FENCE_CLOSE, FENCE_OPEN
 from agent.tickets import TICKET_ID_PATTERN, TriageResult
 from workflows.models import (
     CodeRunRequest,
@@ -133,12 +134,17 @@ class Cost(BaseModel):
     sandbox_seconds: float = 0.0
 
 
-class TurnEntry(BaseModel):
+class ChildEntry(BaseModel):
+    """An entry recorded by a child task: its run id (a task id) and status."""
+
+    id: str
+    status: str
+
+
+class TurnEntry(ChildEntry):
     """One model turn (an ``llm-turn`` child)."""
 
     kind: Literal["turn"] = "turn"
-    id: str
-    status: str
     number: int
     round: int
     planner: str = ""
@@ -148,40 +154,26 @@ class TurnEntry(BaseModel):
     error: str | None = None
 
 
-class ScriptEntry(BaseModel):
-    """One code run (a ``run-code`` child): the script, why, and what it printed."""
+class ScriptEntry(ScriptRecord):
+    """One code run (a ``run-code`` child): the escalation packet's record, plus its task."""
 
     kind: Literal["script"] = "script"
     id: str
     status: str
-    round: int
-    step: int
-    purpose: str
-    language: str
-    code: str
-    exit_code: int | None = None
-    timed_out: bool = False
-    oom_killed: bool = False
-    duration_seconds: float = 0.0
-    stdout: str = ""
-    stderr: str = ""
     output_files: list[str] = Field(default_factory=list)
-    error: str | None = None
 
 
-class ReplyEntry(BaseModel):
+class ReplyEntry(ChildEntry):
     """A reply to the customer (a ``send-reply`` child)."""
 
     kind: Literal["reply"] = "reply"
-    id: str
-    status: str
     round: int
     message: str
     closes_ticket: bool = False
 
 
 class CustomerReplyEntry(BaseModel):
-    """The customer's answer to the reply of ``round`` (from the outcome)."""
+    """The customer's answer to the reply of ``round`` (from the outcome or the next turn)."""
 
     kind: Literal["customer_reply"] = "customer_reply"
     id: str
@@ -189,12 +181,10 @@ class CustomerReplyEntry(BaseModel):
     message: str
 
 
-class EscalationEntry(BaseModel):
+class EscalationEntry(ChildEntry):
     """The hand-over to a human (an ``escalate-ticket`` child)."""
 
     kind: Literal["escalation"] = "escalation"
-    id: str
-    status: str
     reason: str
 
 
@@ -276,6 +266,34 @@ def _outcome(run: TaskRun) -> TicketOutcome | None:
         return None
 
 
+# The text the workflow adds to the conversation when the customer replies (agent.prompts).
+_CUSTOMER_REPLY = re.compile(
+    r"The customer replied on ticket \S+ \(round \d+\):\n\n"
+    + re.escape(FENCE_OPEN)
+    + r' source="customer reply" id="(?P<tag>[0-9a-f]+)">\n(?P<message>.*)\n'
+    + re.escape(FENCE_CLOSE)
+    + r' id="(?P=tag)">',
+    re.S,
+)
+
+
+def customer_reply_in(turn_input: dict[str, Any]) -> str | None:
+    """The customer's reply a model turn was given, if its last message carries one.
+
+    A running ticket has no outcome yet; its customer replies are read from
+    the first turn after each reply, so ``watch`` prints them in order.
+    """
+    messages = turn_input.get("messages") or []
+    last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
+    content = last.get("content") if last.get("role") == "user" else None
+    for block in content if isinstance(content, list) else []:
+        if isinstance(block, dict) and block.get("type") == "text":
+            match = _CUSTOMER_REPLY.match(str(block.get("text", "")))
+            if match:
+                return match.group("message")
+    return None
+
+
 def _order(child: TaskRun) -> tuple[datetime, int, str]:
     step = child.input.get("step") if child.task == CODE_TASK else 0
     return (child.created_at, step if isinstance(step, int) else 0, child.run_id)
@@ -292,25 +310,17 @@ def _turn(child: TaskRun, number: int, round_number: int) -> TurnEntry:
     return entry
 
 
+_REQUEST_FIELDS = {"round", "step", "purpose", "language", "code"}
+_RESULT_FIELDS = set(ScriptEntry.model_fields) & set(CodeRunResult.model_fields) - {"purpose"}
+
+
 def _script(child: TaskRun) -> ScriptEntry:
-    request = CodeRunRequest.model_validate(child.input)
-    entry = ScriptEntry(
-        id=child.run_id,
-        status=child.status,
-        round=request.round,
-        step=request.step,
-        purpose=request.purpose,
-        language=request.language,
-        code=request.code,
-        error=child.error,
-    )
+    fields = CodeRunRequest.model_validate(child.input).model_dump(include=_REQUEST_FIELDS)
+    fields["error"] = child.error
     if child.completed:
         result = CodeRunResult.model_validate(child.output)
-        entry.exit_code, entry.timed_out = result.exit_code, result.timed_out
-        entry.oom_killed, entry.duration_seconds = result.oom_killed, result.duration_seconds
-        entry.stdout, entry.stderr = result.stdout, result.stderr
-        entry.output_files, entry.error = result.output_files, result.error
-    return entry
+        fields |= result.model_dump(include=_RESULT_FIELDS)
+    return ScriptEntry(id=child.run_id, status=child.status, **fields)
 
 
 def _status_of(run: TaskRun, outcome: TicketOutcome | None, entries: list[Any]) -> TicketStatus:
@@ -337,26 +347,30 @@ def build_transcript(run: TaskRun, children: Sequence[TaskRun]) -> Transcript:
     escalation = outcome.escalation if outcome else None
     entries: list[Any] = []
     round_number, turns = 1, 0
+    awaiting: ReplyEntry | None = None  # a reply whose customer answer is not placed yet
     for child in sorted(children, key=_order):
         if child.task == TRIAGE_TASK and child.completed:
             triage = TriageResult.model_validate(child.output)
         elif child.task == TURN_TASK:
+            answer = customer_reply_in(child.input) if awaiting is not None else None
+            if awaiting is not None and answer is not None:
+                entries.append(
+                    CustomerReplyEntry(
+                        id=f"{awaiting.id}:customer", round=awaiting.round, message=answer
+                    )
+                )
+            awaiting = None
             turns += 1
             entries.append(_turn(child, turns, round_number))
         elif child.task == CODE_TASK:
             entries.append(_script(child))
         elif child.task == REPLY_TASK:
             request = ReplyRequest.model_validate(child.input)
-            entries.append(
-                ReplyEntry(
-                    id=child.run_id,
-                    status=child.status,
-                    round=request.round,
-                    message=request.message,
-                    closes_ticket=request.closes_ticket,
-                )
-            )
+            fields = request.model_dump(include={"round", "message", "closes_ticket"})
+            awaiting = ReplyEntry(id=child.run_id, status=child.status, **fields)
+            entries.append(awaiting)
             if len(customer_replies) >= request.round:
+                awaiting = None
                 entries.append(
                     CustomerReplyEntry(
                         id=f"{child.run_id}:customer",

@@ -20,11 +20,13 @@ from workflows.transcript import RunReader, ScriptEntry, Transcript, TurnEntry
 POLL_SECONDS = 0.5
 TICK_SECONDS = 0.1
 SETTLE_SECONDS = 5.0
+# Off a terminal, a line announces only the states in which nothing else is printed.
+QUIET_STATES = frozenset({"queued", "waiting"})
 
 
 @dataclass
 class Progress:
-    """The progress indication: an animated status line on a terminal, else a line per change."""
+    """The progress indication: an animated status line on a terminal, else a line on waits."""
 
     term: Terminal
     announce_changes: bool = True
@@ -35,7 +37,7 @@ class Progress:
         if self.term.live:
             self._frame += 1
             self.term.status(status_line(t, self._frame))
-        elif self.announce_changes and t.status != self._last:
+        elif self.announce_changes and t.status != self._last and t.status in QUIET_STATES:
             self.term.line(status_change_line(t, self.term.style))
         self._last = t.status
 
