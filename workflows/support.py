@@ -168,7 +168,15 @@ def build_support_workflow(
             for i, c in enumerate(plan_calls)
         ]
         outcomes = await children.run_code.aio_run_many(
-            [children.run_code.create_bulk_run_item(input=r) for r in requests],
+            [
+                children.run_code.create_bulk_run_item(
+                    input=r,
+                    # Shown and filterable in the dashboard's run list, so a
+                    # ticket's scripts can be told apart without opening each.
+                    additional_metadata={"step": str(r.step), "purpose": r.purpose[:120]},
+                )
+                for r in requests
+            ],
             return_exceptions=True,
         )
         results = []
@@ -222,7 +230,8 @@ def build_support_workflow(
                         tools=tool_definitions(),
                         messages=state.messages,
                         attachments=attachment_metadata(ticket),
-                    )
+                    ),
+                    additional_metadata={"turn": str(state.spent.steps + 1)},
                 )
             except CHILD_FAILURES as exc:  # retries exhausted, or not retryable
                 return Decision.escalate(f"the model call failed: {_error_text(exc)}"), []

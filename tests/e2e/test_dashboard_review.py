@@ -108,4 +108,9 @@ async def test_each_script_is_reviewable_in_the_dashboard(
         assert "run-code" in page["run"]["displayName"]
         assert task_input(page["run"]["input"])["code"] == script.code
         assert page["run"]["output"]["stdout"] == script.stdout
+        # The run list tells a ticket's scripts apart by their metadata.
+        metadata = page["run"]["additionalMetadata"]
+        assert metadata["ticket_id"] == ticket.ticket_id
+        assert metadata["step"] == str(script.step)
+        assert metadata["purpose"] == script.purpose
     print("run-code display names:", names)
