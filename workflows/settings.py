@@ -59,7 +59,9 @@ class Settings(BaseSettings):
     worker_name: str = Field(default="support-agent", description="Worker name in Hatchet.")
     worker_slots: int = Field(default=20, ge=1, description="Concurrent non-durable tasks.")
     worker_durable_slots: int = Field(default=200, ge=1, description="Concurrent tickets.")
-    engine_start_timeout_seconds: float = Field(default=300, gt=0)
+    engine_start_timeout_seconds: float = Field(
+        default=300, gt=0, description="How long `engine start` waits for the engine to be ready."
+    )
 
     # The agent.
     llm: Literal["auto", "claude", "offline"] = Field(

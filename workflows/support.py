@@ -133,7 +133,8 @@ class SupportWorkflow:
         to set: a worker registers its own definitions when it starts.
         """
         for runnable in self.all():
-            known = await hatchet.workflows.aio_list(workflow_name=runnable.name, limit=1)
+            # The name filter matches substrings (other namespaces too): compare exactly.
+            known = await hatchet.workflows.aio_list(workflow_name=runnable.name, limit=200)
             if any(w.name == runnable.name for w in known.rows or []):
                 continue
             # The SDK exposes registration only on its internal client.
