@@ -39,7 +39,7 @@ mkdir -p "$bin"
 cd "$here/hatchet"
 # The version is stamped in so the SDK sees the real engine version and takes
 # the modern durable-task code paths.
-CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath \
+CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath \
   -ldflags "-s -w -X main.Version=$version" -o "$bin/" \
   github.com/hatchet-dev/hatchet/cmd/hatchet-lite \
   github.com/hatchet-dev/hatchet/cmd/hatchet-migrate \
