@@ -15,7 +15,6 @@ from pydantic import BaseModel, Field
 from agent.llm import TurnResult
 from agent.prompts import tool_result_block
 from agent.tools import (
-    RUN_CODE,
     EscalateToHuman,
     ReplyToCustomer,
     RunCode,
@@ -109,6 +108,3 @@ def plan_turn(turn: TurnResult, code_runs_left: int) -> TurnPlan:
     plan.code_budget_refused = refused_for_budget > 0 and not plan.code_calls
     return plan
 
-
-def count_code_requests(turn: TurnResult) -> int:
-    return sum(1 for call in turn.tool_calls if call.name == RUN_CODE)

@@ -102,10 +102,6 @@ class Settings(BaseSettings):
         return timedelta(seconds=self.reply_timeout_seconds)
 
     @property
-    def reply_lookback(self) -> timedelta:
-        return timedelta(seconds=self.reply_lookback_seconds)
-
-    @property
     def ticket_execution_timeout(self) -> timedelta:
         if self.ticket_execution_timeout_seconds is not None:
             return timedelta(seconds=self.ticket_execution_timeout_seconds)
