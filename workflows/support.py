@@ -119,6 +119,8 @@ class SupportWorkflow:
 
     ticket: Standalone[TicketRun, TicketOutcome]
     children: ChildTasks
+    # Names known to exist on the engine: checked once per process, not per submission.
+    _known: set[str] = field(default_factory=set, compare=False, repr=False)
 
     def all(self) -> list[Any]:
         return [self.ticket, *self.children.all()]
@@ -133,12 +135,14 @@ class SupportWorkflow:
         to set: a worker registers its own definitions when it starts.
         """
         for runnable in self.all():
-            # The name filter matches substrings (other namespaces too): compare exactly.
-            known = await hatchet.workflows.aio_list(workflow_name=runnable.name, limit=200)
-            if any(w.name == runnable.name for w in known.rows or []):
+            if runnable.name in self._known:
                 continue
-            # The SDK exposes registration only on its internal client.
-            await hatchet._client.admin.aio_put_workflow(runnable.to_proto())
+            # The name filter matches substrings (other namespaces too): compare exactly.
+            listed = await hatchet.workflows.aio_list(workflow_name=runnable.name, limit=200)
+            if not any(w.name == runnable.name for w in listed.rows or []):
+                # The SDK exposes registration only on its internal client.
+                await hatchet._client.admin.aio_put_workflow(runnable.to_proto())
+            self._known.add(runnable.name)
 
 
 def build_support_workflow(
