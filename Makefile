@@ -6,11 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-export SUPPORT_AGENT_STATE_DIR ?= $(CURDIR)/.state
-export SUPPORT_AGENT_CACHE_DIR ?= $(HOME)/.cache/support-agent
-# Embedded engine (ignored when HATCHET_CLIENT_TOKEN points at an external one).
-export HATCHET_CLIENT_EMBEDDED_BINARY_PATH ?= $(CURDIR)/setup/hatchet-sidecar
-export HATCHET_CLIENT_EMBEDDED_DATABASE_URL ?= postgresql://hatchet:hatchet@127.0.0.1:5432/hatchet?sslmode=disable
+# Nothing is exported: the commands' own defaults (workflows/settings.py) are what
+# make uses too, so a plain shell after `make setup` finds the same engine and state.
+STATE_DIR := $(or $(SUPPORT_AGENT_STATE_DIR),$(HOME)/.local/state/support-agent)
 
 .PHONY: help setup venv engine engine-stop worker demo test test-unit lint bench clean
 
@@ -34,7 +32,7 @@ setup: venv
 	@start=$$EPOCHREALTIME; \
 	bash setup/docker.sh && bash setup/postgres.sh && bash setup/hatchet.sh && \
 	image=$$(bash setup/sandbox-image.sh) && \
-	echo "$$image" > $(SUPPORT_AGENT_STATE_DIR)/sandbox-image && \
+	echo "$$image" > $(STATE_DIR)/sandbox-image && \
 	awk -v s=$$start -v e=$$EPOCHREALTIME -v i="$$image" 'BEGIN { printf "[setup] done in %.1f s (sandbox image %s)\n", e - s, i }'
 
 engine: setup
@@ -51,13 +49,13 @@ demo: setup
 
 # The test session starts the engine itself if none is running (and stops it after).
 test: setup lint
-	@$(BIN)/pytest -p no:cacheprovider tests
+	@$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration tests/e2e
 
 test-unit: venv
 	@$(BIN)/pytest -p no:cacheprovider tests/unit
 
 lint: venv
-	@$(BIN)/ruff check agent sandbox workflows tests benchmarks
+	@$(BIN)/ruff check agent sandbox workflows cli tests benchmarks
 	@$(BIN)/mypy
 
 bench: setup
@@ -66,4 +64,4 @@ bench: setup
 
 clean:
 	-@$(BIN)/support-agent engine stop
-	rm -rf $(VENV) .state
+	rm -rf $(VENV)

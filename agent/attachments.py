@@ -17,6 +17,8 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from agent.validation import pattern_rule, pattern_schema, refuse
+
 MAX_ATTACHMENT_BYTES = 512 * 1024
 MAX_TOTAL_ATTACHMENT_BYTES = 2 * 1024 * 1024
 MAX_ATTACHMENTS = 10
@@ -24,7 +26,14 @@ MAX_ATTACHMENTS = 10
 # A leading letter or digit, then letters, digits, dot, dash, underscore: no
 # separators, no "..", no hidden files, nothing a shell or tar treats specially.
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-AttachmentName = Annotated[str, StringConstraints(pattern=_NAME)]
+def _bad_name(name: str) -> str:
+    return (
+        f"attachment name {name[:200]!r} is not allowed: rename the file to start with a letter "
+        "or digit and use at most 128 letters, digits, '.', '_' or '-'"
+    )
+
+
+AttachmentName = Annotated[str, pattern_rule(_NAME, _bad_name), pattern_schema(_NAME, 128)]
 
 _TEXT_TYPES = {
     ".log": "text/plain",
@@ -101,16 +110,14 @@ class Attachment(AttachmentRef):
 def check_attachment_set(attachments: list[Attachment]) -> list[Attachment]:
     """Count, total size and unique names of a ticket's attachments."""
     if len(attachments) > MAX_ATTACHMENTS:
-        raise ValueError(f"{len(attachments)} attachments; the limit is {MAX_ATTACHMENTS}")
+        raise refuse(f"{len(attachments)} attachments; the limit is {MAX_ATTACHMENTS}")
     total = sum(a.size for a in attachments)
     if total > MAX_TOTAL_ATTACHMENT_BYTES:
-        raise ValueError(
-            f"attachments total {total} bytes; the limit is {MAX_TOTAL_ATTACHMENT_BYTES}"
-        )
+        raise refuse(f"attachments total {total} bytes; the limit is {MAX_TOTAL_ATTACHMENT_BYTES}")
     names = [a.name for a in attachments]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ValueError(f"duplicate attachment names: {', '.join(duplicates)}")
+        raise refuse(f"duplicate attachment names: {', '.join(duplicates)}")
     return attachments
 
 

@@ -25,6 +25,17 @@ _THANKS = re.compile(r"\b(works?|working|fixed|solved|resolved|thanks?|thank you
 _STILL = re.compile(r"\b(still|again|not|doesn'?t|didn'?t|won'?t|no luck|same)\b", re.I)
 
 
+AUTOMATED_NOTICE = (
+    "(This reply was written automatically from the results of diagnostic scripts, "
+    "without a person or a language model.)"
+)
+
+
+def automated(message: str) -> str:
+    """Every reply the planner composes says it is automated: it never passes for a person."""
+    return f"{message}\n\n{AUTOMATED_NOTICE}"
+
+
 def _tool_use(name: str, arguments: dict[str, Any], seed: str) -> dict[str, Any]:
     digest = hashlib.sha256(f"{seed}:{name}:{arguments}".encode()).hexdigest()[:20]
     return {"type": "tool_use", "id": f"toolu_off_{digest}", "name": name, "input": arguments}
@@ -83,7 +94,7 @@ class OfflinePlanner:
             )
             return [
                 {"type": "text", "text": "No attachments to analyse; asking for evidence."},
-                _tool_use(REPLY, {"message": message, "findings": []}, seed),
+                _tool_use(REPLY, {"message": automated(message), "findings": []}, seed),
             ]
         calls = []
         for ref in refs:
@@ -124,11 +135,11 @@ class OfflinePlanner:
         )
         if failures:
             message += f"\n\nNote: {failures} check(s) could not complete."
-        return [_tool_use(REPLY, {"message": message, "findings": findings}, seed)]
+        return [_tool_use(REPLY, {"message": automated(message), "findings": findings}, seed)]
 
     def _answer_customer(self, reply: str, seed: str) -> list[dict[str, Any]]:
         if _THANKS.search(reply) and not _STILL.search(reply):
             message = "Great to hear it works now. We are closing this ticket; reply any time."
-            return [_tool_use(REPLY, {"message": message, "resolved": True}, seed)]
+            return [_tool_use(REPLY, {"message": automated(message), "resolved": True}, seed)]
         reason = "the customer still has the problem after the automated diagnosis"
         return [_tool_use(ESCALATE, {"reason": reason, "hypotheses": []}, seed)]

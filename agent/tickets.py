@@ -5,24 +5,45 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from agent.attachments import Attachment, check_attachment_set
+from agent.validation import pattern_rule, pattern_schema, refuse, text_rule, text_schema
 
 # Ticket ids end up in event scopes and in a CEL filter expression, so they are
 # restricted to characters that need no quoting anywhere.
 TICKET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
+MAX_SUBJECT = 300
+MAX_BODY = 100_000
+MAX_REPLY = 100_000
 
 
 def _check_email(value: str) -> str:
-    if not _EMAIL.match(value):
-        raise ValueError("not an email address")
-    return value
+    email = value.strip()
+    if not _EMAIL.match(email):
+        raise refuse(f"not a valid customer email address: {value[:200]!r}")
+    return email
 
 
-TicketId = Annotated[str, StringConstraints(pattern=TICKET_ID_PATTERN)]
-Email = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_check_email)]
+def _bad_ticket_id(value: str) -> str:
+    return (
+        f"not a valid ticket id: {value[:100]!r} (a letter or digit, then up to 63 letters, "
+        "digits, '.', '_' or '-')"
+    )
+
+
+TicketId = Annotated[
+    str,
+    pattern_rule(TICKET_ID_PATTERN, _bad_ticket_id),
+    pattern_schema(TICKET_ID_PATTERN, 64),
+]
+Email = Annotated[
+    str, AfterValidator(_check_email), WithJsonSchema({"type": "string", "format": "email"})
+]
+Subject = Annotated[str, text_rule("subject", MAX_SUBJECT), text_schema(MAX_SUBJECT)]
+Body = Annotated[str, text_rule("body", MAX_BODY), text_schema(MAX_BODY)]
+ReplyText = Annotated[str, text_rule("message", MAX_REPLY), text_schema(MAX_REPLY)]
 
 Category = Literal["bug", "billing", "account", "performance", "data", "how-to", "other"]
 Priority = Literal["low", "medium", "high", "urgent"]
@@ -35,8 +56,8 @@ class Ticket(BaseModel):
 
     ticket_id: TicketId
     customer_email: Email
-    subject: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-    body: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100_000)]
+    subject: Subject
+    body: Body
     attachments: Annotated[list[Attachment], AfterValidator(check_attachment_set)] = Field(
         default_factory=list
     )
@@ -54,7 +75,7 @@ class CustomerReply(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     ticket_id: TicketId
-    message: Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
+    message: ReplyText
     resolved: bool = Field(
         default=False,
         description="The customer marked the ticket solved; a plain reply continues the diagnosis.",

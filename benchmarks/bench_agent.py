@@ -161,7 +161,7 @@ def main() -> None:
             "SUPPORT_AGENT_LLM_REQUESTS_PER_MINUTE": "100000",
         }
         workers = [
-            _spawn([sys.executable, "-m", "workflows.cli", "worker"], namespace, env),
+            _spawn([sys.executable, "-m", "cli.main", "worker"], namespace, env),
             _spawn([sys.executable, "-m", "benchmarks.bench_agent", "noop-worker"], namespace, env),
         ]
         try:

@@ -9,8 +9,9 @@ from hatchet_sdk.runnables.workflow import TaskRunRef
 
 from agent.tickets import CustomerReply, Ticket
 from workflows.models import TicketOutcome, TicketRun
+from workflows.names import REPLY_EVENT, TaskName
 from workflows.settings import Settings
-from workflows.support import REPLY_EVENT, SupportWorkflow
+from workflows.support import SupportWorkflow
 
 
 async def submit_ticket(
@@ -69,7 +70,8 @@ async def wait_for_reply_sent(
             )
         ).rows
         if any(
-            (r.workflow_name or "").endswith("send-reply") and r.status == V1TaskStatus.COMPLETED
+            (r.workflow_name or "").endswith(TaskName.SEND_REPLY)
+            and r.status == V1TaskStatus.COMPLETED
             for r in rows
         ):
             return

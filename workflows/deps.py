@@ -7,7 +7,6 @@ A worker builds one ``Dependencies``; tests can build one from fakes
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from agent.attachments import AttachmentRef
 from agent.llm import LLM
 from agent.planner import OfflinePlanner
 from sandbox import InputFile, Sandbox
-from workflows.settings import Settings
+from workflows.settings import ConfigurationError, Settings
 
 
 class AttachmentUnavailableError(RuntimeError):
@@ -85,19 +84,38 @@ class AttachmentLoader:
 
 
 def choose_llm(settings: Settings) -> LLM:
-    """Claude when configured (or a key is present), else the offline planner."""
-    use_claude = settings.llm == "claude" or (
-        settings.llm == "auto" and bool(os.environ.get("ANTHROPIC_API_KEY"))
-    )
-    if not use_claude:
+    """The planner that answers customers: Claude, or the offline planner chosen on purpose.
+
+    Never a silent fallback: with ``llm=claude`` (the default) and no API key
+    this refuses, so a production worker cannot end up answering real
+    customers with canned, rule-based replies.
+    """
+    if settings.llm == "offline":
         return OfflinePlanner()
+    if settings.anthropic_api_key is None or not settings.anthropic_api_key.get_secret_value():
+        raise ConfigurationError(
+            "no ANTHROPIC_API_KEY: set it for Claude, or choose the offline planner on purpose "
+            "with SUPPORT_AGENT_LLM=offline (rule-based, automated replies; not Claude)"
+        )
     import anthropic
 
     from agent.anthropic_llm import AnthropicLLM
 
     # max_retries=0: Hatchet owns retries (durable, visible in the dashboard).
-    client = anthropic.AsyncAnthropic(max_retries=0, timeout=settings.llm_timeout_seconds)
+    client = anthropic.AsyncAnthropic(
+        api_key=settings.anthropic_api_key.get_secret_value(),
+        base_url=settings.anthropic_base_url,
+        max_retries=0,
+        timeout=settings.llm_timeout_seconds,
+    )
     return AnthropicLLM(client)
+
+
+def describe_planner(llm: LLM) -> str:
+    """Who answers customers, for a worker's start line."""
+    if isinstance(llm, OfflinePlanner):
+        return f"{llm.name} (rule-based; its replies say they are automated; not Claude)"
+    return llm.name
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 Two modes, chosen by the environment:
 
-* ``HATCHET_CLIENT_TOKEN`` set: an external engine (Hatchet Cloud or a
-  self-hosted cluster). The SDK reads its own ``HATCHET_CLIENT_*`` variables.
+* ``HATCHET_CLIENT_TOKEN`` set (``Settings.external_engine``): an external
+  engine (Hatchet Cloud or a self-hosted cluster). The SDK reads its other
+  ``HATCHET_CLIENT_*`` variables itself.
 * otherwise: the SDK's embedded mode. ``support-agent engine run`` starts the
   embedded sidecar through ``hatchet_sdk.embedded`` and records its handshake
   (token, gRPC address, API URL) plus its own pid in ``engine.json``. Workers
@@ -59,10 +60,6 @@ class EngineInfo:
         )
 
 
-def external_engine_configured() -> bool:
-    return bool(os.environ.get("HATCHET_CLIENT_TOKEN"))
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -89,8 +86,11 @@ def connect(settings: Settings, *, namespace: str | None = None) -> Hatchet:
     ``namespace`` overrides ``HATCHET_CLIENT_NAMESPACE`` (tests isolate themselves this way).
     """
     overrides: dict[str, Any] = {} if namespace is None else {"namespace": namespace}
-    if external_engine_configured():
-        return Hatchet(config=ClientConfig(**overrides))
+    if settings.external_engine:
+        # The SDK reads the rest of its HATCHET_CLIENT_* variables itself.
+        assert settings.hatchet_token is not None
+        token = settings.hatchet_token.get_secret_value()
+        return Hatchet(config=ClientConfig(token=token, **overrides))
     info = running_engine(settings)
     if info is None:
         raise EngineUnavailableError(
@@ -109,11 +109,29 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def embedded_options(settings: Settings) -> EmbeddedHatchetConfig:
+    """The SDK's embedded-engine options, all from our settings."""
+    binary = settings.engine_binary_path
+    if binary is None or not binary.is_file():
+        # Without a binary the SDK would try to download the sidecar from the internet.
+        raise EngineUnavailableError(
+            f"no engine sidecar at {binary or '(none configured)'}: run `make setup` in the "
+            "project checkout, or set HATCHET_CLIENT_EMBEDDED_BINARY_PATH to a sidecar binary"
+        )
+    return EmbeddedHatchetConfig(
+        binary_path=str(binary),
+        database_url=settings.engine_database_url.get_secret_value(),
+        grpc_port=settings.engine_grpc_port,
+        api_port=settings.engine_api_port,
+        ready_timeout_seconds=settings.engine_start_timeout_seconds,
+    )
+
+
 def run_engine(settings: Settings) -> int:
     """Run the embedded engine in the foreground until SIGTERM/SIGINT (``engine run``)."""
     from hatchet_sdk.embedded import start_embedded_sidecar
 
-    if external_engine_configured():
+    if settings.external_engine:
         raise EngineUnavailableError(
             "HATCHET_CLIENT_TOKEN is set: that external engine is used, none is started here"
         )
@@ -122,14 +140,7 @@ def run_engine(settings: Settings) -> int:
         raise EngineUnavailableError(
             f"an engine is already running (pid {existing.pid}, API {existing.api_url})"
         )
-    options = EmbeddedHatchetConfig()
-    if not options.binary_path:
-        # Without it the SDK would try to download the sidecar from GitHub.
-        raise EngineUnavailableError(
-            "HATCHET_CLIENT_EMBEDDED_BINARY_PATH is not set: run `make setup` (which builds the "
-            "engine) and start it with `make engine`, or point it at a sidecar binary"
-        )
-    options.ready_timeout_seconds = settings.engine_start_timeout_seconds
+    options = embedded_options(settings)
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -171,7 +182,7 @@ def start_engine_background(settings: Settings) -> EngineInfo:
     log_path = settings.state_dir / "engine-launcher.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "workflows.cli", "engine", "run"],
+            [sys.executable, "-m", "workflows.engine"],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -203,3 +214,17 @@ def stop_engine(settings: Settings, timeout: float = 60.0) -> bool:
     if _pid_alive(info.pid):
         os.kill(info.pid, signal.SIGKILL)
     return True
+
+
+def main() -> int:
+    """``python -m workflows.engine``: what ``engine start`` runs in the background."""
+    settings = Settings()
+    try:
+        return run_engine(settings)
+    except EngineUnavailableError as exc:
+        print(f"support-agent: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

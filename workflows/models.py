@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from enum import StrEnum
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -20,14 +21,15 @@ class TicketRun(BaseModel):
     must make exactly the same calls as the first run.
     """
 
+    # No defaults: every field comes from the submitter's Settings (one source of truth).
     ticket: Ticket
     reply_timeout_seconds: float = Field(gt=0)
-    reply_lookback_seconds: float = Field(default=300, ge=0)
-    max_rounds: int = Field(default=3, ge=1)
-    model: str = "claude-sonnet-5-5"
-    max_tokens: int = Field(default=4096, ge=256)
-    code_timeout_seconds: float = Field(default=60, gt=0)
-    budget: Budget = Field(default_factory=Budget)
+    reply_lookback_seconds: float = Field(ge=0)
+    max_rounds: int = Field(ge=1)
+    model: str
+    max_tokens: int = Field(ge=256)
+    code_timeout_seconds: float = Field(gt=0)
+    budget: Budget
 
 
 class CodeRunRequest(BaseModel):
@@ -60,6 +62,30 @@ class CodeRunResult(BaseModel):
     error: str | None = Field(default=None, description="Set when the sandbox could not run it.")
 
 
+class ReplyEvent(BaseModel):
+    """Input of a ``receive-reply`` child: an event that woke the ticket, as it arrived.
+
+    Any process can push a reply event, so its payload is untrusted: it is
+    recorded as it came and validated by the child, never by the durable
+    task (a malformed reply must not fail the ticket).
+    """
+
+    ticket_id: str
+    round: int
+    payload: Any = Field(description="The event's payload, unvalidated.")
+
+
+class ReceivedReply(BaseModel):
+    """Output of a ``receive-reply`` child: the customer's reply, or why it was not taken."""
+
+    ticket_id: str
+    round: int
+    accepted: bool
+    message: str = ""
+    resolved: bool = False
+    error: str | None = Field(default=None, description="Why the payload was refused.")
+
+
 class ReplyRequest(BaseModel):
     ticket_id: str
     customer_email: str
@@ -81,17 +107,59 @@ class EscalationRecord(BaseModel):
     summary: str
 
 
+class TicketStatus(StrEnum):
+    """Where a ticket stands, as the CLI, the API and the transcript report it."""
+
+    QUEUED = "queued"
+    DIAGNOSING = "diagnosing"
+    WAITING = "waiting"
+    RESOLVED = "resolved"
+    ESCALATED = "escalated"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def label(self) -> str:
+        return "waiting for customer" if self is TicketStatus.WAITING else self.value
+
+    @property
+    def closed(self) -> bool:
+        return self in _CLOSED
+
+
+_CLOSED = frozenset(
+    {TicketStatus.RESOLVED, TicketStatus.ESCALATED, TicketStatus.FAILED, TicketStatus.CANCELLED}
+)
+
+
+class RunStatus(StrEnum):
+    """A Hatchet run's status, as its REST API spells it."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
 class TicketOutcome(BaseModel):
     """Output of the ticket run: a superset of the Hatchet support-agent cookbook's contract."""
 
     ticket_id: str
-    status: Literal["resolved", "escalated"]
+    status: Literal[TicketStatus.RESOLVED, TicketStatus.ESCALATED]
     triage_category: Category
     triage_priority: Priority
     initial_reply: str = Field(description="The first reply sent ('' if escalated before one).")
     replies: list[str] = Field(default_factory=list)
     customer_replies: list[str] = Field(default_factory=list)
     customer_reply: str | None = Field(default=None, description="The last customer reply.")
+    refused_replies: list[str] = Field(
+        default_factory=list, description="Why reply events that could not be taken were refused."
+    )
     escalation_reason: str | None = None
     escalation: EscalationPacket | None = None
     rounds: int = 0

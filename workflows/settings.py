@@ -2,8 +2,12 @@
 
 Libraries (``agent``, ``sandbox``) take explicit arguments; only this module
 reads the environment, so a setting has exactly one name and one default.
-Hatchet's own connection variables (``HATCHET_CLIENT_*``) are read by the SDK
-and are documented next to these in the README.
+A few variables keep the names their ecosystems gave them
+(``ANTHROPIC_API_KEY``, ``HATCHET_CLIENT_TOKEN``,
+``HATCHET_CLIENT_EMBEDDED_*``): they are read here too, under those names.
+The defaults work from a plain shell after ``make setup``: the engine
+launcher finds the sidecar in this checkout and the database set-up made,
+and every command shares one state directory.
 """
 
 from __future__ import annotations
@@ -12,22 +16,43 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent.budget import Budget
 from sandbox.config import SandboxConfig
+
+# The checkout this package runs from (an editable install): where set-up's files are.
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+LOCAL_DATABASE_URL = "postgresql://hatchet:hatchet@127.0.0.1:5432/hatchet?sslmode=disable"
+
+
+class ConfigurationError(ValueError):
+    """The configuration cannot work; the message says which variable to set."""
 
 
 def _default_state_dir() -> Path:
     return Path.home() / ".local" / "state" / "support-agent"
 
 
+def _default_sidecar() -> Path | None:
+    path = SOURCE_ROOT / "setup" / "hatchet-sidecar"
+    return path if path.is_file() else None
+
+
+def _env(name: str, field: str) -> AliasChoices:
+    """Read ``name`` from the environment; ``field`` still works as a keyword argument."""
+    return AliasChoices(name, field)
+
+
 class Settings(BaseSettings):
     """Runtime configuration of the worker, the engine launcher and the CLI."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SUPPORT_AGENT_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="SUPPORT_AGENT_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        populate_by_name=True,
     )
 
     state_dir: Path = Field(
@@ -63,11 +88,51 @@ class Settings(BaseSettings):
         default=300, gt=0, description="How long `engine start` waits for the engine to be ready."
     )
 
+    # The engine.
+    hatchet_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=_env("HATCHET_CLIENT_TOKEN", "hatchet_token"),
+        description="An external engine's API token (Hatchet Cloud or self-hosted); when set, "
+        "no engine is started here and the SDK's HATCHET_CLIENT_* variables apply.",
+    )
+    engine_binary_path: Path | None = Field(
+        default_factory=_default_sidecar,
+        validation_alias=_env("HATCHET_CLIENT_EMBEDDED_BINARY_PATH", "engine_binary_path"),
+        description="The embedded engine's sidecar (default: setup/hatchet-sidecar in this "
+        "checkout).",
+    )
+    engine_database_url: SecretStr = Field(
+        default=SecretStr(LOCAL_DATABASE_URL),
+        validation_alias=_env("HATCHET_CLIENT_EMBEDDED_DATABASE_URL", "engine_database_url"),
+        description="PostgreSQL for the embedded engine (default: the database set-up creates).",
+    )
+    engine_grpc_port: int = Field(
+        default=7077,
+        validation_alias=_env("HATCHET_CLIENT_EMBEDDED_GRPC_PORT", "engine_grpc_port"),
+        description="The embedded engine's gRPC port (127.0.0.1).",
+    )
+    engine_api_port: int = Field(
+        default=8080,
+        validation_alias=_env("HATCHET_CLIENT_EMBEDDED_API_PORT", "engine_api_port"),
+        description="The embedded engine's REST API port (127.0.0.1).",
+    )
+
     # The agent.
-    llm: Literal["auto", "claude", "offline"] = Field(
-        default="auto",
-        description="Who plans the diagnosis: Claude (needs ANTHROPIC_API_KEY), the offline "
-        "planner, or auto (Claude when a key is set, else the offline planner).",
+    llm: Literal["claude", "offline"] = Field(
+        default="claude",
+        description="Who answers customers: Claude (needs ANTHROPIC_API_KEY; a worker without "
+        "one refuses to start), or the offline planner, a deterministic rule-based stand-in "
+        "whose replies say they are automated: chosen only on purpose.",
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=_env("ANTHROPIC_API_KEY", "anthropic_api_key"),
+        description="Claude's API key; never logged.",
+    )
+    anthropic_base_url: str | None = Field(
+        default=None,
+        validation_alias=_env("ANTHROPIC_BASE_URL", "anthropic_base_url"),
+        description="Another Messages API endpoint (a proxy, or the tests' fake).",
     )
     model: str = Field(default="claude-sonnet-5-5", description="Claude model id.")
     max_tokens: int = Field(default=4096, ge=256, description="Output tokens per model turn.")
@@ -91,6 +156,11 @@ class Settings(BaseSettings):
         default=True, description="This worker runs code (it must reach a Docker daemon)."
     )
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+
+    @property
+    def external_engine(self) -> bool:
+        """An external engine is configured: nothing is started or built here."""
+        return self.hatchet_token is not None and bool(self.hatchet_token.get_secret_value())
 
     @property
     def engine_file(self) -> Path:

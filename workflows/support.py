@@ -1,19 +1,22 @@
-"""The durable support workflow.
+"""The durable support workflow: a flow chart over child tasks.
 
 triage -> diagnose -> reply -> wait for the customer or a timeout -> on a
 reply, diagnose again (up to ``max_rounds``) or resolve -> on timeout, escalate.
 
-The durable task only orchestrates: every model turn and every code run is a
-child task. State (transcript, budget usage, scripts run) is rebuilt from
-child outputs, so when the engine replays the task after a worker crash,
-finished children return their recorded output and nothing is repeated.
+The durable task only orchestrates: every model turn, code run, reply
+received and reply sent is a child task. State (transcript, budget usage,
+scripts run) is rebuilt from child outputs, so when the engine replays the
+task after a worker crash, finished children return their recorded output
+and nothing is repeated. The loop itself lives in ``workflows.diagnose``.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from hatchet_sdk import (
     ConcurrencyExpression,
@@ -28,26 +31,26 @@ from hatchet_sdk.exceptions import FailedTaskRunExceptionGroup, TaskRunError
 from hatchet_sdk.runnables.eviction import EvictionPolicy
 from hatchet_sdk.runnables.workflow import Standalone
 
-from agent.budget import Spent, code_runs_exhausted, code_runs_left, exhausted
 from agent.llm import TurnRequest, TurnResult
-from agent.loop import Decision, plan_turn
-from agent.packet import EscalationPacket, ScriptRecord
-from agent.prompts import (
-    SYSTEM_PROMPT,
-    attachment_metadata,
-    customer_reply_message,
-    initial_messages,
-    nudge_message,
-    tool_result_block,
-)
-from agent.tickets import CustomerReply, TriageResult
-from agent.tools import tool_definitions
+from agent.prompts import customer_reply_message, initial_messages
+from agent.tickets import TriageResult
 from workflows.deps import Dependencies
-from workflows.models import CodeRunRequest, CodeRunResult, ReplyRequest, TicketOutcome, TicketRun
+from workflows.diagnose import ChildFailure, TicketState, diagnose, error_text
+from workflows.models import (
+    CodeRunRequest,
+    CodeRunResult,
+    ReceivedReply,
+    ReplyEvent,
+    ReplyRequest,
+    TicketOutcome,
+    TicketRun,
+    TicketStatus,
+)
+from workflows.names import REPLY_EVENT, TaskName
 from workflows.settings import Settings
 from workflows.tasks import ChildTasks, build_child_tasks
 
-REPLY_EVENT = "support:customer-reply"
+Closing = Literal[TicketStatus.RESOLVED, TicketStatus.ESCALATED]
 # How a child task's failure reaches the durable parent. Anything else (a
 # non-determinism error, a cancellation) must propagate, never become a
 # ticket decision.
@@ -58,59 +61,61 @@ def reply_filter(ticket_id: str) -> str:
     """CEL filter on the event payload, on top of the scope.
 
     Scoped waits could be woken by another scope's event on some engine
-    versions; the ticket id is restricted to [A-Za-z0-9._-], so it needs no
-    escaping inside the single-quoted CEL string.
+    versions, so a payload that names a ticket must name this one; a payload
+    without a ticket id (the scope alone names the ticket) is let through.
+    The ticket id is restricted to [A-Za-z0-9._-], so it needs no escaping
+    inside the single-quoted CEL string.
     """
-    return f"input.ticket_id == '{ticket_id}'"
+    return f"!has(input.ticket_id) || input.ticket_id == '{ticket_id}'"
 
 
-def parse_wait_result(result: dict[str, Any]) -> CustomerReply | None:
-    """The customer's reply if the event won the race, None if the timeout did."""
-    fired: dict[str, list[dict[str, Any]]] = result.get("CREATE", {})
+def wait_result_payload(result: dict[str, Any]) -> tuple[bool, Any]:
+    """(True, the event's payload) if the reply event won the race; (False, None) on timeout."""
+    fired: dict[str, list[Any]] = result.get("CREATE", {})
     payloads = fired.get(REPLY_EVENT)
     if not payloads:
-        return None
-    return CustomerReply.model_validate(payloads[0])
+        return False, None
+    return True, payloads[0]
 
 
-def _error_text(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:500]
+class HatchetChildren:
+    """``workflows.diagnose.Children`` as child runs of the durable task."""
 
+    def __init__(self, tasks: ChildTasks) -> None:
+        self._tasks = tasks
 
-@dataclass
-class TicketState:
-    """Everything the orchestrator accumulates; rebuilt identically on replay."""
+    async def llm_turn(self, request: TurnRequest, *, turn: int) -> TurnResult | ChildFailure:
+        try:
+            result = await self._tasks.llm_turn.aio_run(
+                request, additional_metadata={"turn": str(turn)}
+            )
+        except CHILD_FAILURES as exc:  # retries exhausted, or not retryable
+            return ChildFailure(error_text(exc))
+        return TurnResult.model_validate(result)
 
-    run: TicketRun
-    triage: TriageResult
-    messages: list[dict[str, Any]]
-    spent: Spent = field(default_factory=Spent)
-    scripts: list[ScriptRecord] = field(default_factory=list)
-    replies: list[str] = field(default_factory=list)
-    customer_replies: list[str] = field(default_factory=list)
-    hypotheses: list[str] = field(default_factory=list)
-    planner: str = ""
-    rounds: int = 0
-
-    def packet(self, reason: str) -> EscalationPacket:
-        ticket = self.run.ticket
-        return EscalationPacket(
-            ticket_id=ticket.ticket_id,
-            customer_email=ticket.customer_email,
-            subject=ticket.subject,
-            body=ticket.body,
-            attachments=[a.ref for a in ticket.attachments],
-            triage=self.triage,
-            reason=reason,
-            hypotheses=self.hypotheses,
-            scripts=self.scripts,
-            replies_sent=self.replies,
-            customer_replies=self.customer_replies,
-            planner=self.planner,
-            spent=self.spent,
-            budget=self.run.budget,
+    async def run_code(self, requests: list[CodeRunRequest]) -> list[CodeRunResult | ChildFailure]:
+        run_code = self._tasks.run_code
+        outcomes = await run_code.aio_run_many(
+            [
+                run_code.create_bulk_run_item(
+                    input=r,
+                    # Shown and filterable in the dashboard's run list, so a
+                    # ticket's scripts can be told apart without opening each.
+                    additional_metadata={"step": str(r.step), "purpose": r.purpose[:120]},
+                )
+                for r in requests
+            ],
+            return_exceptions=True,
         )
+        results: list[CodeRunResult | ChildFailure] = []
+        for outcome in outcomes:
+            if isinstance(outcome, CHILD_FAILURES):
+                results.append(ChildFailure(error_text(outcome)))
+            elif isinstance(outcome, BaseException):
+                raise outcome  # engine or replay errors are not the code's failures
+            else:
+                results.append(CodeRunResult.model_validate(outcome))
+        return results
 
 
 @dataclass(frozen=True)
@@ -150,118 +155,10 @@ def build_support_workflow(
 ) -> SupportWorkflow:
     """Declare the workflow on a client. ``deps`` is needed only where tasks execute."""
     children = build_child_tasks(hatchet, settings, deps)
-
-    async def run_code_calls(
-        state: TicketState, plan_calls: list[Any], root_run_id: str
-    ) -> list[dict[str, Any]]:
-        """Run the turn's code calls as parallel children; return their tool results."""
-        ticket = state.run.ticket
-        first_step = len(state.scripts) + 1
-        requests = [
-            CodeRunRequest(
-                ticket_id=ticket.ticket_id,
-                customer=ticket.customer_email,
-                round=state.rounds,
-                step=first_step + i,
-                purpose=c.call.purpose,
-                language=c.call.language,
-                code=c.call.code,
-                attachments=[a.ref for a in ticket.attachments],
-                root_run_id=root_run_id,
-                timeout_seconds=state.run.code_timeout_seconds,
-            )
-            for i, c in enumerate(plan_calls)
-        ]
-        outcomes = await children.run_code.aio_run_many(
-            [
-                children.run_code.create_bulk_run_item(
-                    input=r,
-                    # Shown and filterable in the dashboard's run list, so a
-                    # ticket's scripts can be told apart without opening each.
-                    additional_metadata={"step": str(r.step), "purpose": r.purpose[:120]},
-                )
-                for r in requests
-            ],
-            return_exceptions=True,
-        )
-        results = []
-        for code_call, request, outcome in zip(plan_calls, requests, outcomes, strict=True):
-            record = ScriptRecord(
-                round=request.round,
-                step=request.step,
-                purpose=request.purpose,
-                language=request.language,
-                code=request.code,
-            )
-            state.spent.code_runs += 1
-            if isinstance(outcome, BaseException) and not isinstance(outcome, CHILD_FAILURES):
-                raise outcome  # engine or replay errors are not the code's failures
-            if isinstance(outcome, BaseException):
-                record.error = _error_text(outcome)
-                content, is_error = f"The sandbox could not run this code: {record.error}", True
-            else:
-                result = CodeRunResult.model_validate(outcome)
-                record = record.model_copy(
-                    update={
-                        "exit_code": result.exit_code,
-                        "timed_out": result.timed_out,
-                        "oom_killed": result.oom_killed,
-                        "duration_seconds": result.duration_seconds,
-                        "stdout": result.stdout,
-                        "stderr": result.stderr,
-                    }
-                )
-                state.spent.sandbox_seconds += result.duration_seconds
-                content, is_error = result.summary, False
-            state.scripts.append(record)
-            results.append(tool_result_block(code_call.tool_use_id, content, is_error=is_error))
-        return results
-
-    async def diagnose(state: TicketState, root_run_id: str) -> tuple[Decision, list[Any]]:
-        """Model turns and code runs until a finishing tool or a budget ends the round."""
-        ticket = state.run.ticket
-        while True:
-            reason = exhausted(state.run.budget, state.spent)
-            if reason:
-                return Decision.escalate(reason), []
-            try:
-                turn: TurnResult = await children.llm_turn.aio_run(
-                    TurnRequest(
-                        ticket_id=ticket.ticket_id,
-                        customer=ticket.customer_email,
-                        model=state.run.model,
-                        max_tokens=state.run.max_tokens,
-                        system=SYSTEM_PROMPT,
-                        tools=tool_definitions(),
-                        messages=state.messages,
-                        attachments=attachment_metadata(ticket),
-                    ),
-                    additional_metadata={"turn": str(state.spent.steps + 1)},
-                )
-            except CHILD_FAILURES as exc:  # retries exhausted, or not retryable
-                return Decision.escalate(f"the model call failed: {_error_text(exc)}"), []
-            turn = TurnResult.model_validate(turn)
-            state.spent.steps += 1
-            state.spent.tokens += turn.usage.total
-            state.planner = turn.planner
-            state.messages.append({"role": "assistant", "content": turn.content})
-
-            plan = plan_turn(turn, code_runs_left(state.run.budget, state.spent))
-            if plan.decision is not None:
-                state.hypotheses.extend(plan.decision.hypotheses)
-                return plan.decision, plan.closing_results
-            if plan.code_budget_refused:
-                return Decision.escalate(code_runs_exhausted(state.run.budget, state.spent)), []
-            if plan.asked_for_nothing:
-                state.messages.append(nudge_message())
-                continue
-            results = plan.immediate_results
-            if plan.code_calls:
-                results = results + await run_code_calls(state, plan.code_calls, root_run_id)
-            state.messages.append({"role": "user", "content": results})
+    calls = HatchetChildren(children)
 
     @hatchet.durable_task(
-        name="support-ticket",
+        name=TaskName.TICKET,
         input_validator=TicketRun,
         execution_timeout=settings.ticket_execution_timeout,
         # A long wait is evicted from the worker (freeing its slot) and restored
@@ -283,20 +180,21 @@ def build_support_workflow(
         # aio_now is recorded in the durable log: identical on every replay.
         since = await ctx.aio_now() - timedelta(seconds=run.reply_lookback_seconds)
 
-        async def finish(status: str, reason: str | None = None) -> TicketOutcome:
+        async def finish(status: Closing, reason: str | None = None) -> TicketOutcome:
             packet = None
-            if status == "escalated":
+            if status is TicketStatus.ESCALATED:
                 packet = state.packet(reason or "escalated")
                 await children.escalate.aio_run(packet)
             return TicketOutcome(
                 ticket_id=ticket.ticket_id,
-                status="escalated" if status == "escalated" else "resolved",
+                status=status,
                 triage_category=triaged.category,
                 triage_priority=triaged.priority,
                 initial_reply=state.replies[0] if state.replies else "",
                 replies=state.replies,
                 customer_replies=state.customer_replies,
                 customer_reply=state.customer_replies[-1] if state.customer_replies else None,
+                refused_replies=state.refused_replies,
                 escalation_reason=reason,
                 escalation=packet,
                 rounds=state.rounds,
@@ -305,11 +203,53 @@ def build_support_workflow(
                 spent=state.spent,
             )
 
+        async def wait_for_customer(since: datetime) -> ReceivedReply | None:
+            """The customer's valid reply, or None at the timeout.
+
+            A malformed reply event is recorded by ``receive-reply`` and the
+            ticket keeps waiting for a valid one within the same deadline.
+            """
+            started = await ctx.aio_now()
+            left = run.reply_timeout_seconds
+            for attempt in itertools.count(1):
+                result = await ctx.aio_wait_for(
+                    f"customer-reply-{state.rounds}-{attempt}",
+                    or_(
+                        # The engine takes whole seconds (the SDK truncates): round up,
+                        # so a wait is never shorter than asked.
+                        SleepCondition(timedelta(seconds=math.ceil(left))),
+                        UserEventCondition(
+                            event_key=REPLY_EVENT,
+                            scope=ticket.ticket_id,
+                            expression=reply_filter(ticket.ticket_id),
+                            consider_events_since=since,
+                        ),
+                    ),
+                    label=f"waiting for the customer's reply (round {state.rounds})",
+                )
+                fired, payload = wait_result_payload(result)
+                if not fired:
+                    return None
+                received = ReceivedReply.model_validate(
+                    await children.receive_reply.aio_run(
+                        ReplyEvent(ticket_id=ticket.ticket_id, round=state.rounds, payload=payload)
+                    )
+                )
+                if received.accepted:
+                    return received
+                state.refused_replies.append(received.error or "refused")
+                # Later waits look only at events after this one, until the same deadline.
+                since = await ctx.aio_now()
+                left = run.reply_timeout_seconds - (since - started).total_seconds()
+                if left <= 0:
+                    return None
+            raise AssertionError("unreachable")
+
         while True:
             state.rounds += 1
-            decision, closing = await diagnose(state, ctx.workflow_run_id)
+            decision, closing = await diagnose(state, calls, ctx.workflow_run_id)
             if decision.kind == "escalate":
-                return await finish("escalated", decision.reason)
+                return await finish(TicketStatus.ESCALATED, decision.reason)
             await children.send_reply.aio_run(
                 ReplyRequest(
                     ticket_id=ticket.ticket_id,
@@ -323,35 +263,22 @@ def build_support_workflow(
             state.replies.append(decision.message)
             state.hypotheses.extend(decision.findings)
             if decision.resolved:
-                return await finish("resolved")
+                return await finish(TicketStatus.RESOLVED)
 
-            result = await ctx.aio_wait_for(
-                f"customer-reply-{state.rounds}",
-                or_(
-                    SleepCondition(timedelta(seconds=run.reply_timeout_seconds)),
-                    UserEventCondition(
-                        event_key=REPLY_EVENT,
-                        scope=ticket.ticket_id,
-                        expression=reply_filter(ticket.ticket_id),
-                        consider_events_since=since,
-                    ),
-                ),
-                label=f"waiting for the customer's reply (round {state.rounds})",
-            )
-            reply = parse_wait_result(result)
+            reply = await wait_for_customer(since)
             if reply is None:
                 return await finish(
-                    "escalated",
+                    TicketStatus.ESCALATED,
                     f"no reply from the customer within {run.reply_timeout_seconds:g} s",
                 )
             # The next wait's lookback starts here, so it cannot match this reply again.
             since = await ctx.aio_now()
             state.customer_replies.append(reply.message)
             if reply.resolved:
-                return await finish("resolved")
+                return await finish(TicketStatus.RESOLVED)
             if state.rounds >= run.max_rounds:
                 return await finish(
-                    "escalated",
+                    TicketStatus.ESCALATED,
                     f"the customer still needs help after {state.rounds} rounds",
                 )
             follow_up = customer_reply_message(ticket.ticket_id, reply.message, state.rounds + 1)

@@ -8,7 +8,6 @@ errors that cannot succeed on retry are marked non-retryable.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,20 +28,22 @@ from agent.llm import LLMError, TurnRequest, TurnResult
 from agent.packet import EscalationPacket
 from agent.tickets import Ticket, TriageResult
 from agent.triage import triage
-from sandbox import ExecutionRequest, InvalidInputError
+from sandbox import InvalidInputError
+from workflows import steps
 from workflows.deps import AttachmentUnavailableError, Dependencies
 from workflows.models import (
     CodeRunRequest,
     CodeRunResult,
     EscalationRecord,
+    ReceivedReply,
+    ReplyEvent,
     ReplyRequest,
     ReplySent,
 )
+from workflows.names import LLM_RATE_LIMIT_KEY, SANDBOX_LABEL, SANDBOX_LABEL_VALUE, TaskName
 from workflows.settings import Settings
+from workflows.streams import CodeFinished, CodeStarted, encode
 
-LLM_RATE_LIMIT_KEY = "support-agent:llm-requests"
-SANDBOX_LABEL = "sandbox"
-SANDBOX_LABEL_VALUE = "docker"
 STREAM_FLUSH_SECONDS = 0.05
 
 
@@ -83,11 +84,19 @@ class ChildTasks:
     triage: Standalone[Ticket, TriageResult]
     llm_turn: Standalone[TurnRequest, TurnResult]
     run_code: Standalone[CodeRunRequest, CodeRunResult]
+    receive_reply: Standalone[ReplyEvent, ReceivedReply]
     send_reply: Standalone[ReplyRequest, ReplySent]
     escalate: Standalone[EscalationPacket, EscalationRecord]
 
     def all(self) -> list[Any]:
-        return [self.triage, self.llm_turn, self.run_code, self.send_reply, self.escalate]
+        return [
+            self.triage,
+            self.llm_turn,
+            self.run_code,
+            self.receive_reply,
+            self.send_reply,
+            self.escalate,
+        ]
 
 
 def build_child_tasks(
@@ -101,7 +110,7 @@ def build_child_tasks(
         return deps
 
     @hatchet.task(
-        name="triage-ticket",
+        name=TaskName.TRIAGE,
         input_validator=Ticket,
         execution_timeout=timedelta(seconds=30),
         retries=2,
@@ -111,7 +120,7 @@ def build_child_tasks(
         return triage(ticket)
 
     @hatchet.task(
-        name="llm-turn",
+        name=TaskName.LLM_TURN,
         input_validator=TurnRequest,
         execution_timeout=timedelta(seconds=settings.llm_timeout_seconds + 30),
         # Queued behind the shared rate limit; must not expire while waiting.
@@ -125,7 +134,7 @@ def build_child_tasks(
     async def llm_turn(request: TurnRequest, ctx: Context) -> TurnResult:
         stream = StreamBuffer(ctx)
         try:
-            result = await need().llm.complete(request, on_text=stream.write)
+            result = await steps.complete_turn(need(), request, on_text=stream.write)
         except LLMError as exc:
             if not exc.retryable:
                 raise NonRetryableException(str(exc)) from exc
@@ -135,7 +144,7 @@ def build_child_tasks(
         return result
 
     @hatchet.task(
-        name="run-code",
+        name=TaskName.RUN_CODE,
         input_validator=CodeRunRequest,
         execution_timeout=timedelta(seconds=settings.sandbox.max_timeout_seconds + 120),
         schedule_timeout=timedelta(hours=1),
@@ -147,54 +156,32 @@ def build_child_tasks(
         concurrency=_per_customer(settings),
     )
     async def run_code(request: CodeRunRequest, ctx: Context) -> CodeRunResult:
-        dependencies = need()
-        await ctx.aio_put_stream(
-            json.dumps({"event": "code-start", "step": request.step, "purpose": request.purpose})
-            + "\n"
-        )
+        async def emit(event: CodeStarted | CodeFinished) -> None:
+            await ctx.aio_put_stream(encode(event))
+
         try:
-            files = await dependencies.attachments.load(request.attachments, request.root_run_id)
-            result = await dependencies.require_sandbox().run(
-                ExecutionRequest(
-                    code=request.code,
-                    language=request.language,
-                    files=files,
-                    timeout_seconds=request.timeout_seconds,
-                    ticket_id=request.ticket_id,
-                    run_id=request.root_run_id,
-                    # Unique per code run and stable across retries of this task,
-                    # so a retry replaces its own earlier attempt's container.
-                    step_id=ctx.task_run_id,
-                )
+            return await steps.execute_code(
+                need(), request, step_id=ctx.task_run_id, emit=emit
             )
         except (InvalidInputError, AttachmentUnavailableError) as exc:
             raise NonRetryableException(str(exc)) from exc
-        await ctx.aio_put_stream(
-            json.dumps(
-                {
-                    "event": "code-output",
-                    "step": request.step,
-                    "stdout": result.stdout[-4000:],
-                    "stderr": result.stderr[-2000:],
-                    "exit_code": result.exit_code,
-                }
-            )
-            + "\n"
-        )
-        return CodeRunResult(
-            purpose=request.purpose,
-            exit_code=result.exit_code,
-            timed_out=result.timed_out,
-            oom_killed=result.oom_killed,
-            duration_seconds=result.duration_seconds,
-            stdout=result.stdout,
-            stderr=result.stderr,
-            output_files=[f.name for f in result.output_files],
-            summary=result.summary(),
-        )
 
     @hatchet.task(
-        name="send-reply",
+        name=TaskName.RECEIVE_REPLY,
+        input_validator=ReplyEvent,
+        execution_timeout=timedelta(seconds=30),
+        retries=2,
+    )
+    async def receive_reply(event: ReplyEvent, ctx: Context) -> ReceivedReply:
+        # Records the event as it arrived (this task's input) and what was made
+        # of it (its output): the transcript reads customer replies from here.
+        received = steps.receive_reply(event)
+        if not received.accepted:
+            ctx.log(f"reply event refused: {received.error}")
+        return received
+
+    @hatchet.task(
+        name=TaskName.SEND_REPLY,
         input_validator=ReplyRequest,
         execution_timeout=timedelta(seconds=60),
         retries=3,
@@ -207,19 +194,14 @@ def build_child_tasks(
         return ReplySent(ticket_id=request.ticket_id, round=request.round, message=request.message)
 
     @hatchet.task(
-        name="escalate-ticket",
+        name=TaskName.ESCALATE,
         input_validator=EscalationPacket,
         execution_timeout=timedelta(seconds=60),
         retries=3,
         backoff_factor=2,
     )
     async def escalate_ticket(packet: EscalationPacket, ctx: Context) -> EscalationRecord:
-        summary = (
-            f"Ticket {packet.ticket_id} ({packet.triage.category}, {packet.triage.priority}) "
-            f"from {packet.customer_email}: {packet.subject}. Escalated: {packet.reason}. "
-            f"{len(packet.scripts)} script(s) run, {len(packet.customer_replies)} customer "
-            f"repl{'y' if len(packet.customer_replies) == 1 else 'ies'}."
-        )
+        summary = steps.escalation_summary(packet)
         ctx.log(summary)
         return EscalationRecord(ticket_id=packet.ticket_id, reason=packet.reason, summary=summary)
 
@@ -227,6 +209,7 @@ def build_child_tasks(
         triage=triage_ticket,
         llm_turn=llm_turn,
         run_code=run_code,
+        receive_reply=receive_reply,
         send_reply=send_reply,
         escalate=escalate_ticket,
     )

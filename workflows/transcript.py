@@ -23,24 +23,20 @@ from pydantic import BaseModel, Field, ValidationError
 from agent.attachments import AttachmentRef
 from agent.llm import TurnResult
 from agent.packet import EscalationPacket, ScriptRecord
-from agent.prompts import FENCE_CLOSE, FENCE_OPEN
 from agent.tickets import TICKET_ID_PATTERN, TriageResult
 from workflows.models import (
     CodeRunRequest,
     CodeRunResult,
+    ReceivedReply,
+    ReplyEvent,
     ReplyRequest,
+    RunStatus,
     TicketOutcome,
     TicketRun,
+    TicketStatus,
 )
+from workflows.names import TaskName
 
-TICKET_TASK = "support-ticket"
-TRIAGE_TASK = "triage-ticket"
-TURN_TASK = "llm-turn"
-CODE_TASK = "run-code"
-REPLY_TASK = "send-reply"
-ESCALATE_TASK = "escalate-ticket"
-
-FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 # Children are looked up from a little before their parent was created.
 _CLOCK_SLACK = timedelta(minutes=1)
 # The REST list warns about ranges of 7 days or more.
@@ -51,18 +47,6 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 # Keys of the envelope the engine stores around a task's own input.
 _ENVELOPE = frozenset({"input", "overrides", "parents", "triggered_by", "triggers", "user_data"})
 
-TicketStatus = Literal[
-    "queued", "diagnosing", "waiting", "resolved", "escalated", "failed", "cancelled"
-]
-STATUS_LABELS: dict[str, str] = {
-    "queued": "queued",
-    "diagnosing": "diagnosing",
-    "waiting": "waiting for customer",
-    "resolved": "resolved",
-    "escalated": "escalated",
-    "failed": "failed",
-    "cancelled": "cancelled",
-}
 
 
 class TranscriptError(LookupError):
@@ -85,11 +69,11 @@ class TaskRun:
 
     @property
     def finished(self) -> bool:
-        return self.status in FINISHED
+        return RunStatus(self.status).finished
 
     @property
     def completed(self) -> bool:
-        return self.status == "COMPLETED"
+        return self.status == RunStatus.COMPLETED
 
     @classmethod
     def from_summary(cls, row: Any, namespace: str) -> TaskRun:
@@ -106,6 +90,11 @@ class TaskRun:
             error=row.error_message or None,
             parent_id=row.parent_task_external_id,
         )
+
+
+def _real_time(value: datetime | None) -> datetime | None:
+    """None for Go's zero time, which the API reports for a run it has just accepted."""
+    return value if value is not None and value.year > 1970 else None
 
 
 def _status(value: Any) -> str:
@@ -173,12 +162,14 @@ class ReplyEntry(ChildEntry):
 
 
 class CustomerReplyEntry(BaseModel):
-    """The customer's answer to the reply of ``round`` (from the outcome or the next turn)."""
+    """A reply event for the ticket (a ``receive-reply`` child): taken, or refused and why."""
 
     kind: Literal["customer_reply"] = "customer_reply"
     id: str
     round: int
     message: str
+    accepted: bool = True
+    error: str | None = None
 
 
 class EscalationEntry(ChildEntry):
@@ -213,7 +204,7 @@ class Transcript(BaseModel):
 
     @property
     def finished(self) -> bool:
-        return self.run_status in FINISHED
+        return RunStatus(self.run_status).finished
 
     @property
     def scripts(self) -> list[ScriptEntry]:
@@ -266,36 +257,8 @@ def _outcome(run: TaskRun) -> TicketOutcome | None:
         return None
 
 
-# The text the workflow adds to the conversation when the customer replies (agent.prompts).
-_CUSTOMER_REPLY = re.compile(
-    r"The customer replied on ticket \S+ \(round \d+\):\n\n"
-    + re.escape(FENCE_OPEN)
-    + r' source="customer reply" id="(?P<tag>[0-9a-f]+)">\n(?P<message>.*)\n'
-    + re.escape(FENCE_CLOSE)
-    + r' id="(?P=tag)">',
-    re.S,
-)
-
-
-def customer_reply_in(turn_input: dict[str, Any]) -> str | None:
-    """The customer's reply a model turn was given, if its last message carries one.
-
-    A running ticket has no outcome yet; its customer replies are read from
-    the first turn after each reply, so ``watch`` prints them in order.
-    """
-    messages = turn_input.get("messages") or []
-    last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
-    content = last.get("content") if last.get("role") == "user" else None
-    for block in content if isinstance(content, list) else []:
-        if isinstance(block, dict) and block.get("type") == "text":
-            match = _CUSTOMER_REPLY.match(str(block.get("text", "")))
-            if match:
-                return match.group("message")
-    return None
-
-
 def _order(child: TaskRun) -> tuple[datetime, int, str]:
-    step = child.input.get("step") if child.task == CODE_TASK else 0
+    step = child.input.get("step") if child.task == TaskName.RUN_CODE else 0
     return (child.created_at, step if isinstance(step, int) else 0, child.run_id)
 
 
@@ -324,62 +287,67 @@ def _script(child: TaskRun) -> ScriptEntry:
 
 
 def _status_of(run: TaskRun, outcome: TicketOutcome | None, entries: list[Any]) -> TicketStatus:
-    if run.status == "COMPLETED":
-        return outcome.status if outcome is not None else "failed"
-    if run.status == "FAILED":
-        return "failed"
-    if run.status == "CANCELLED":
-        return "cancelled"
-    if run.status == "QUEUED":
-        return "queued"
+    if run.status == RunStatus.COMPLETED:
+        return TicketStatus(outcome.status) if outcome is not None else TicketStatus.FAILED
+    if run.status == RunStatus.FAILED:
+        return TicketStatus.FAILED
+    if run.status == RunStatus.CANCELLED:
+        return TicketStatus.CANCELLED
+    if run.status == RunStatus.QUEUED:
+        return TicketStatus.QUEUED
+    # Waiting: the last thing that happened is a reply sent (or a reply event refused).
     last = entries[-1] if entries else None
-    if isinstance(last, ReplyEntry) and last.status == "COMPLETED" and not last.closes_ticket:
-        return "waiting"
-    return "diagnosing"
+    if isinstance(last, CustomerReplyEntry) and not last.accepted:
+        return TicketStatus.WAITING
+    if isinstance(last, ReplyEntry) and last.status == RunStatus.COMPLETED:
+        return TicketStatus.DIAGNOSING if last.closes_ticket else TicketStatus.WAITING
+    return TicketStatus.DIAGNOSING
+
+
+def _customer_reply(child: TaskRun) -> CustomerReplyEntry | None:
+    """A ``receive-reply`` child as an entry; None until it has finished."""
+    if not child.completed:
+        return None
+    received = ReceivedReply.model_validate(child.output)
+    if received.accepted:
+        return CustomerReplyEntry(id=child.run_id, round=received.round, message=received.message)
+    payload = ReplyEvent.model_validate(child.input).payload
+    shown = payload.get("message") if isinstance(payload, dict) else payload
+    return CustomerReplyEntry(
+        id=child.run_id,
+        round=received.round,
+        message=str(shown)[:2000] if shown is not None else "",
+        accepted=False,
+        error=received.error,
+    )
 
 
 def build_transcript(run: TaskRun, children: Sequence[TaskRun]) -> Transcript:
     """Put a ticket run and its children's records in order (pure: no engine calls)."""
     ticket = _ticket_run(run).ticket
     outcome = _outcome(run)
-    customer_replies = outcome.customer_replies if outcome else []
     triage: TriageResult | None = None
     escalation = outcome.escalation if outcome else None
     entries: list[Any] = []
     round_number, turns = 1, 0
-    awaiting: ReplyEntry | None = None  # a reply whose customer answer is not placed yet
     for child in sorted(children, key=_order):
-        if child.task == TRIAGE_TASK and child.completed:
+        if child.task == TaskName.TRIAGE and child.completed:
             triage = TriageResult.model_validate(child.output)
-        elif child.task == TURN_TASK:
-            answer = customer_reply_in(child.input) if awaiting is not None else None
-            if awaiting is not None and answer is not None:
-                entries.append(
-                    CustomerReplyEntry(
-                        id=f"{awaiting.id}:customer", round=awaiting.round, message=answer
-                    )
-                )
-            awaiting = None
+        elif child.task == TaskName.LLM_TURN:
             turns += 1
             entries.append(_turn(child, turns, round_number))
-        elif child.task == CODE_TASK:
+        elif child.task == TaskName.RUN_CODE:
             entries.append(_script(child))
-        elif child.task == REPLY_TASK:
+        elif child.task == TaskName.RECEIVE_REPLY:
+            received = _customer_reply(child)
+            if received is not None:
+                entries.append(received)
+        elif child.task == TaskName.SEND_REPLY:
             request = ReplyRequest.model_validate(child.input)
             fields = request.model_dump(include={"round", "message", "closes_ticket"})
-            awaiting = ReplyEntry(id=child.run_id, status=child.status, **fields)
-            entries.append(awaiting)
-            if len(customer_replies) >= request.round:
-                awaiting = None
-                entries.append(
-                    CustomerReplyEntry(
-                        id=f"{child.run_id}:customer",
-                        round=request.round,
-                        message=customer_replies[request.round - 1],
-                    )
-                )
+            entries.append(ReplyEntry(id=child.run_id, status=child.status, **fields))
             round_number = request.round + 1
-        elif child.task == ESCALATE_TASK:
+        elif child.task == TaskName.ESCALATE:
             packet = EscalationPacket.model_validate(child.input)
             escalation = escalation or packet
             entries.append(
@@ -454,9 +422,9 @@ async def get_run(hatchet: Hatchet, run_id: str) -> TaskRun:
     run = details.run
     return TaskRun(
         run_id=run_id,
-        task=TICKET_TASK,
+        task=TaskName.TICKET,
         status=_status(run.status),
-        created_at=run.created_at or run.started_at or datetime.now(tz=UTC),
+        created_at=_real_time(run.created_at) or _real_time(run.started_at) or datetime.now(tz=UTC),
         finished_at=run.finished_at,
         input=unwrap_input(run.input),
         output=dict(run.output or {}),
@@ -536,11 +504,11 @@ async def ticket_workflow_id(hatchet: Hatchet) -> str | None:
     The engine matches the name as a substring (every namespace's ticket
     workflow matches), so the pages are searched for the exact name.
     """
-    name = hatchet.config.apply_namespace(TICKET_TASK)
+    name = hatchet.config.apply_namespace(TaskName.TICKET)
     offset = 0
     while True:
         page = await hatchet.workflows.aio_list(
-            workflow_name=TICKET_TASK, limit=_WORKFLOW_PAGE, offset=offset
+            workflow_name=TaskName.TICKET, limit=_WORKFLOW_PAGE, offset=offset
         )
         rows = page.rows or []
         found = next((w.metadata.id for w in rows if w.name == name), None)

@@ -8,10 +8,10 @@ from collections.abc import AsyncGenerator
 from hatchet_sdk import Hatchet, RateLimitDuration
 
 from sandbox import DockerSandbox, SandboxError
-from workflows.deps import AttachmentLoader, Dependencies, choose_llm
+from workflows.deps import AttachmentLoader, Dependencies, choose_llm, describe_planner
+from workflows.names import LLM_RATE_LIMIT_KEY, SANDBOX_LABEL, SANDBOX_LABEL_VALUE
 from workflows.settings import Settings
 from workflows.support import build_support_workflow
-from workflows.tasks import LLM_RATE_LIMIT_KEY, SANDBOX_LABEL, SANDBOX_LABEL_VALUE
 
 log = logging.getLogger("support_agent.worker")
 
@@ -46,11 +46,11 @@ def run_worker(
 ) -> None:
     """Start a worker and block until it is stopped (SIGTERM/SIGINT)."""
     sandboxes = settings.run_sandboxes if run_sandboxes is None else run_sandboxes
+    # Refuses (before anything registers) when Claude is chosen but has no key.
+    llm = choose_llm(settings)
     if sandboxes:
         check_docker(settings)
-    deps = Dependencies(
-        llm=choose_llm(settings), attachments=AttachmentLoader.from_hatchet(hatchet)
-    )
+    deps = Dependencies(llm=llm, attachments=AttachmentLoader.from_hatchet(hatchet))
     workflow = build_support_workflow(hatchet, settings, deps)
     # Model calls from every worker share one limit (the key is not namespaced).
     hatchet.rate_limits.put(
@@ -63,7 +63,11 @@ def run_worker(
         if sandbox is not None:
             await sandbox.start()
             deps.sandbox = sandbox
-        log.info("planner: %s; sandboxes: %s", deps.llm.name, "yes" if sandbox else "no")
+        log.info(
+            "worker started; customers are answered by: %s; code runs: %s",
+            describe_planner(deps.llm),
+            "yes (Docker sandbox)" if sandbox else "no (--no-sandbox)",
+        )
         try:
             yield
         finally:

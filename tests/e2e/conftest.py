@@ -24,7 +24,6 @@ from workflows.engine import (
     EngineInfo,
     EngineUnavailableError,
     connect,
-    external_engine_configured,
     running_engine,
     start_engine_background,
     stop_engine,
@@ -49,7 +48,7 @@ class WorkerProcess:
         }
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "workflows.cli", "worker"],
+                [sys.executable, "-m", "cli.main", "worker"],
                 env=env,
                 stdout=log,
                 stderr=log,
@@ -81,7 +80,7 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def engine(settings: Settings) -> Iterator[EngineInfo | None]:
     """The engine: external if configured, the running one, or one started for this session."""
-    if external_engine_configured():
+    if settings.external_engine:
         yield None
         return
     info = running_engine(settings)
@@ -182,7 +181,3 @@ def claude_support(
     claude_hatchet: Hatchet, settings: Settings, claude_worker: WorkerProcess
 ) -> SupportWorkflow:
     return build_support_workflow(claude_hatchet, settings)
-
-
-def new_ticket_id(prefix: str = "T") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"

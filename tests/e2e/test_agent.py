@@ -18,7 +18,8 @@ from agent.attachments import Attachment
 from agent.budget import Budget
 from agent.tickets import CustomerReply, Ticket
 from agent.tools import ESCALATE, REPLY, RUN_CODE
-from tests.e2e.conftest import SpawnWorker, WorkerProcess, new_ticket_id
+from tests.conftest import new_ticket_id
+from tests.e2e.conftest import SpawnWorker, WorkerProcess
 from tests.fake_anthropic import FakeAnthropic, delay, error, message, text, tool_use
 from workflows.client import push_reply, submit_ticket, wait_for_reply_sent
 from workflows.engine import connect

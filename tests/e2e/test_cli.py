@@ -20,7 +20,8 @@ from hatchet_sdk import Hatchet, V1TaskStatus
 
 from agent.attachments import Attachment
 from agent.tickets import Ticket
-from tests.e2e.conftest import WorkerProcess, new_ticket_id
+from tests.conftest import new_ticket_id
+from tests.e2e.conftest import WorkerProcess
 from workflows.client import submit_ticket, wait_for_reply_sent
 from workflows.models import TicketOutcome
 from workflows.settings import Settings
@@ -33,7 +34,7 @@ LOG = "\n".join(
     + [f"2026-11-20T09:{m:02d}:05Z ERROR export: connection pool exhausted" for m in range(8, 12)]
 )
 _SCRIPT = Path(sys.executable).with_name("support-agent")
-COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "workflows.cli"]
+COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "cli.main"]
 
 
 @dataclass

@@ -19,7 +19,7 @@ from hatchet_sdk import Hatchet
 from agent.attachments import Attachment
 from agent.packet import ScriptRecord
 from agent.tickets import Ticket
-from tests.e2e.conftest import new_ticket_id
+from tests.conftest import new_ticket_id
 from workflows.client import submit_ticket
 from workflows.settings import Settings
 from workflows.support import SupportWorkflow

@@ -10,9 +10,11 @@ import pytest
 from hatchet_sdk import Hatchet
 
 from agent.tickets import CustomerReply, Ticket
-from tests.e2e.conftest import SpawnWorker, new_ticket_id
+from tests.conftest import eventually, make_ticket, new_ticket_id
+from tests.e2e.conftest import SpawnWorker
 from workflows.client import push_reply, submit_ticket, wait_for_reply_sent
 from workflows.engine import connect
+from workflows.names import REPLY_EVENT
 from workflows.settings import Settings
 from workflows.support import SupportWorkflow, build_support_workflow
 
@@ -20,10 +22,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 SETTINGS = Settings()
 
 
-def _ticket(ticket_id: str, body: str = "The CSV export fails with error 500.") -> Ticket:
-    return Ticket(
-        ticket_id=ticket_id, customer_email="ops@example.com", subject="Export broken", body=body
-    )
+def _ticket(ticket_id: str) -> Ticket:
+    return make_ticket(ticket_id, email="ops@example.com")
 
 
 async def child_task_names(hatchet: Hatchet, ticket_id: str) -> Counter[str]:
@@ -54,7 +54,9 @@ async def test_reply_pushed_right_after_start_resolves(
     assert "attach" in outcome.initial_reply  # no evidence yet: the agent asks for it
     assert outcome.escalation_reason is None
     children = await child_task_names(hatchet, ticket.ticket_id)
-    assert children == Counter({"triage-ticket": 1, "llm-turn": 1, "send-reply": 1})
+    assert children == Counter(
+        {"triage-ticket": 1, "llm-turn": 1, "send-reply": 1, "receive-reply": 1}
+    )
 
 
 async def test_no_reply_escalates_after_the_timeout(
@@ -90,7 +92,7 @@ async def test_a_reply_wakes_only_its_own_ticket(
     # A reply published under the second ticket's scope but naming the first
     # ticket must not wake the second one either (scope plus payload filter).
     await hatchet.event.aio_push(
-        "support:customer-reply",
+        REPLY_EVENT,
         {"ticket_id": first.ticket_id, "message": "wrong ticket", "resolved": True},
         scope=second.ticket_id,
     )
@@ -130,5 +132,50 @@ async def test_ticket_survives_a_sigkilled_worker(
     assert (outcome.status, outcome.customer_reply) == ("resolved", "after crash")
     # Finished children were not repeated by the replay.
     children = await child_task_names(hatchet, ticket.ticket_id)
-    assert children == Counter({"triage-ticket": 1, "llm-turn": 1, "send-reply": 1})
+    assert children == Counter(
+        {"triage-ticket": 1, "llm-turn": 1, "send-reply": 1, "receive-reply": 1}
+    )
     assert "support-ticket" in second_worker.log()
+
+
+async def test_a_reply_carrying_only_its_scope_is_taken(
+    hatchet: Hatchet, support: SupportWorkflow
+) -> None:
+    """Pushed as Hatchet's own support-agent example pushes it: message only, scope = ticket."""
+    ticket = _ticket(new_ticket_id("S"))
+    ref = await submit_ticket(hatchet, support, ticket, SETTINGS, reply_timeout_seconds=60)
+    await wait_for_reply_sent(hatchet, ticket.ticket_id, within=60)
+    await hatchet.event.aio_push(
+        REPLY_EVENT, {"message": "Thanks, it works now."}, scope=ticket.ticket_id
+    )
+    outcome = await asyncio.wait_for(ref.aio_result(), timeout=90)
+    assert (outcome.status, outcome.customer_reply) == ("resolved", "Thanks, it works now.")
+    assert outcome.refused_replies == []
+
+
+async def test_malformed_replies_are_recorded_and_the_ticket_keeps_waiting(
+    hatchet: Hatchet, support: SupportWorkflow
+) -> None:
+    ticket = _ticket(new_ticket_id("M"))
+    ref = await submit_ticket(hatchet, support, ticket, SETTINGS, reply_timeout_seconds=60)
+    await wait_for_reply_sent(hatchet, ticket.ticket_id, within=60)
+    bad_replies = ({"ticket_id": ticket.ticket_id}, {"message": "   "}, {"message": 42})
+    for count, bad in enumerate(bad_replies, 1):
+        await hatchet.event.aio_push(REPLY_EVENT, bad, scope=ticket.ticket_id)
+
+        # One at a time: each wakes the ticket, is refused, and the next wait begins.
+        async def refused(count: int = count) -> bool:
+            names = await child_task_names(hatchet, ticket.ticket_id)
+            return names["receive-reply"] >= count
+
+        await eventually(refused, within=30, what=f"refusal {count}")
+    await push_reply(
+        hatchet, CustomerReply(ticket_id=ticket.ticket_id, message="fixed", resolved=True)
+    )
+    outcome = await asyncio.wait_for(ref.aio_result(), timeout=90)
+    assert (outcome.status, outcome.customer_reply) == ("resolved", "fixed")
+    assert outcome.refused_replies == [
+        "message: Field required",
+        "the message is empty",
+        "message: Input should be a valid string",
+    ]

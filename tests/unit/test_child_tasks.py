@@ -6,7 +6,6 @@ needs a syntactically valid token to be constructed (nothing connects).
 
 from __future__ import annotations
 
-import base64
 import json
 
 import pytest
@@ -16,23 +15,11 @@ from agent.attachments import Attachment
 from agent.fake_llm import ScriptedLLM, tool_call
 from agent.llm import LLMError, TurnRequest
 from sandbox import FakeOutcome, FakeSandbox
+from tests.conftest import offline_token
 from workflows.deps import AttachmentLoader, Dependencies
 from workflows.models import CodeRunRequest
 from workflows.settings import Settings
 from workflows.tasks import ChildTasks, build_child_tasks
-
-
-def _token() -> str:
-    def part(data: dict[str, str]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-
-    claims = {
-        "sub": "tenant",
-        "server_url": "http://127.0.0.1:1",
-        "grpc_broadcast_address": "127.0.0.1:1",
-    }
-    return f"{part({'alg': 'none'})}.{part(claims)}.sig"
-
 
 ATTACHMENT = Attachment.from_bytes("app.log", b"ERROR boom\n")
 
@@ -43,7 +30,7 @@ async def _fetch_run_input(run_id: str) -> dict[str, object]:
 
 
 def _tasks(llm: ScriptedLLM, sandbox: FakeSandbox | None) -> ChildTasks:
-    hatchet = Hatchet(config=ClientConfig(token=_token(), tls_config={"strategy": "none"}))
+    hatchet = Hatchet(config=ClientConfig(token=offline_token(), tls_config={"strategy": "none"}))
     deps = Dependencies(llm=llm, attachments=AttachmentLoader(_fetch_run_input), sandbox=sandbox)
     return build_child_tasks(hatchet, Settings(), deps)
 

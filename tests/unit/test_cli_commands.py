@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from agent.attachments import MAX_ATTACHMENT_BYTES
-from workflows import commands
-from workflows.cli import build_parser, main
+from cli import commands
+from cli.main import build_parser, main
 from workflows.engine import HANDSHAKE_ENV
 
 

@@ -12,19 +12,10 @@ import pytest
 
 from agent.attachments import Attachment
 from agent.budget import Spent
-from agent.llm import TurnRequest, TurnResult, Usage
+from agent.llm import TurnResult, Usage
 from agent.packet import EscalationPacket, ScriptRecord
-from agent.prompts import customer_reply_message
 from agent.tickets import Ticket, TriageResult
-from workflows.models import (
-    CodeRunRequest,
-    CodeRunResult,
-    ReplyRequest,
-    ReplySent,
-    TicketOutcome,
-    TicketRun,
-)
-from workflows.render import (
+from cli.render import (
     Style,
     Terminal,
     TranscriptPrinter,
@@ -33,7 +24,16 @@ from workflows.render import (
     status_line,
     tickets_table,
 )
-from workflows.support import TicketState
+from tests.conftest import make_run
+from workflows.diagnose import TicketState
+from workflows.models import (
+    CodeRunRequest,
+    CodeRunResult,
+    ReplyEvent,
+    ReplyRequest,
+    ReplySent,
+    TicketOutcome,
+)
 from workflows.transcript import (
     TaskRun,
     Transcript,
@@ -126,11 +126,19 @@ def reply(seconds: float, round_number: int = 1, finished: bool = True) -> TaskR
     return child("send-reply", seconds, request, output if finished else None)
 
 
+def received(seconds: float, round_number: int, payload: Any) -> TaskRun:
+    """A ``receive-reply`` child: the event as it came, and what was made of it."""
+    from workflows.steps import receive_reply
+
+    event = ReplyEvent(ticket_id=TICKET.ticket_id, round=round_number, payload=payload)
+    return child("receive-reply", seconds, event, receive_reply(event))
+
+
 def packet() -> EscalationPacket:
     """What the workflow hands to a human, built by the workflow's own state."""
     record = ScriptRecord(round=1, step=1, purpose="Check number 1", language="python", code=CODE)
     state = TicketState(
-        run=TicketRun(ticket=TICKET, reply_timeout_seconds=5),
+        run=make_run(TICKET, reply_timeout_seconds=5),
         triage=TRIAGE,
         messages=[],
         spent=Spent(steps=2, code_runs=2, sandbox_seconds=0.5, tokens=1234),
@@ -151,7 +159,7 @@ def ticket_run(
         status=status,
         created_at=T0,
         finished_at=T0 + timedelta(seconds=7) if status != "RUNNING" else None,
-        input=TicketRun(ticket=TICKET, reply_timeout_seconds=5).model_dump(mode="json"),
+        input=make_run(TICKET, reply_timeout_seconds=5).model_dump(mode="json"),
         output=outcome.model_dump(mode="json") if outcome else {},
         error=error,
     )
@@ -248,30 +256,38 @@ def test_transcript_json_is_a_stable_document() -> None:
     )
 
 
-def test_customer_replies_follow_the_reply_they_answer() -> None:
+def test_customer_replies_are_read_from_their_receive_reply_children() -> None:
     outcome = escalated_outcome(customer_replies=["still broken"])
-    t = build_transcript(ticket_run("COMPLETED", outcome), [*full_children()[:6], reply(10, 2)])
+    children = [*full_children()[:6], received(8, 1, {"message": "still broken"}), reply(10, 2)]
+    t = build_transcript(ticket_run("COMPLETED", outcome), children)
     kinds = [e.kind for e in t.entries]
     assert kinds[4:] == ["reply", "customer_reply", "reply"]
     assert t.entries[5].message == "still broken"  # type: ignore[union-attr]
 
 
-def test_a_running_ticket_shows_the_customer_reply_its_next_turn_was_given() -> None:
-    request = TurnRequest(
-        ticket_id=TICKET.ticket_id,
-        customer=TICKET.customer_email,
-        model="claude",
-        max_tokens=1024,
-        system="",
-        tools=[],
-        messages=[customer_reply_message(TICKET.ticket_id, "Still 500 after the fix.", 2)],
-    )
-    next_turn = child("llm-turn", 20, request, None, run_id="turn-2")
-    t = build_transcript(ticket_run("RUNNING"), [turn(1, "x", []), reply(2), next_turn])
+def test_a_running_ticket_shows_the_customer_reply_before_the_next_turn() -> None:
+    children = [
+        turn(1, "x", []),
+        reply(2),
+        received(15, 1, {"ticket_id": TICKET.ticket_id, "message": "Still 500 after the fix."}),
+        child("llm-turn", 20, TICKET, None, run_id="turn-2"),
+    ]
+    t = build_transcript(ticket_run("RUNNING"), children)
     assert [e.kind for e in t.entries] == ["turn", "reply", "customer_reply", "turn"]
     assert t.entries[2].message == "Still 500 after the fix."  # type: ignore[union-attr]
     assert (t.entries[2].round, t.entries[3].round) == (1, 2)  # type: ignore[union-attr]
     assert t.status == "diagnosing"
+
+
+def test_a_refused_reply_event_is_shown_and_the_ticket_still_waits() -> None:
+    children = [turn(1, "x", []), reply(2), received(5, 1, {"message": ""})]
+    t = build_transcript(ticket_run("RUNNING"), children)
+    refused = t.entries[-1]
+    assert refused.kind == "customer_reply" and not refused.accepted  # type: ignore[union-attr]
+    assert refused.error == "the message is empty"  # type: ignore[union-attr]
+    assert t.status == "waiting"
+    text = printed(t)
+    assert "reply event refused" in text and "still waiting for a valid reply" in text
 
 
 @pytest.mark.parametrize(

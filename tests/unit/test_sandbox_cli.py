@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.sandbox_cmd import add_sandbox_parser, render, run_sandbox_command
 from sandbox import ExecutionResult, OutputFile, SandboxConfig
-from workflows.sandbox_cli import add_sandbox_parser, render, run_sandbox_command
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -1,23 +1,56 @@
 from datetime import timedelta
 
+from workflows.models import ReplyEvent
+from workflows.names import REPLY_EVENT
 from workflows.settings import Settings
-from workflows.support import REPLY_EVENT, parse_wait_result, reply_filter
+from workflows.steps import receive_reply
+from workflows.support import reply_filter, wait_result_payload
 
 
 def test_wait_result_with_reply_event() -> None:
     result = {"CREATE": {REPLY_EVENT: [{"ticket_id": "T-1", "message": "fixed"}]}}
-    reply = parse_wait_result(result)
-    assert reply is not None
-    assert (reply.ticket_id, reply.message) == ("T-1", "fixed")
+    assert wait_result_payload(result) == (True, {"ticket_id": "T-1", "message": "fixed"})
 
 
 def test_wait_result_with_timeout() -> None:
-    assert parse_wait_result({"CREATE": {"sleep:5s": [{"sleep_duration": "5s"}]}}) is None
-    assert parse_wait_result({}) is None
+    assert wait_result_payload({"CREATE": {"sleep:5s": [{"sleep_duration": "5s"}]}}) == (
+        False,
+        None,
+    )
+    assert wait_result_payload({}) == (False, None)
 
 
-def test_reply_filter_is_a_cel_equality_on_the_ticket_id() -> None:
-    assert reply_filter("T-42") == "input.ticket_id == 'T-42'"
+def test_reply_filter_lets_scope_only_payloads_through_but_not_other_tickets() -> None:
+    assert reply_filter("T-42") == "!has(input.ticket_id) || input.ticket_id == 'T-42'"
+
+
+def _event(payload: object) -> ReplyEvent:
+    return ReplyEvent(ticket_id="T-1", round=1, payload=payload)
+
+
+def test_a_valid_reply_is_taken() -> None:
+    got = receive_reply(_event({"ticket_id": "T-1", "message": "fixed", "resolved": True}))
+    assert (got.accepted, got.message, got.resolved) == (True, "fixed", True)
+
+
+def test_a_reply_carrying_only_the_message_is_taken_for_the_waiting_ticket() -> None:
+    got = receive_reply(_event({"message": "still broken"}))
+    assert got.accepted and got.ticket_id == "T-1" and got.message == "still broken"
+
+
+def test_malformed_replies_are_refused_with_the_reason_never_raised() -> None:
+    cases = {
+        "no message": ({}, "message: Field required"),
+        "empty": ({"message": " "}, "the message is empty"),
+        "a number": ({"message": 42}, "message: Input should be a valid string"),
+        "too long": ({"message": "x" * 200_001}, "the message is 200001 characters; the limit"),
+        "not an object": (7, "the payload is int, not a JSON object"),
+        "other ticket": ({"ticket_id": "T-2", "message": "hi"}, "names ticket 'T-2'"),
+    }
+    for name, (payload, reason) in cases.items():
+        got = receive_reply(_event(payload))
+        assert not got.accepted, name
+        assert got.error is not None and reason in got.error, (name, got.error)
 
 
 def test_execution_timeout_outlasts_the_reply_wait() -> None:

@@ -21,30 +21,23 @@ from datetime import timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from agent.attachments import (
-    MAX_ATTACHMENT_BYTES,
-    MAX_ATTACHMENTS,
-    Attachment,
-    AttachmentName,
-    check_attachment_set,
-)
-from agent.tickets import TICKET_ID_PATTERN, CustomerReply, Email, Ticket
+from agent.attachments import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS, Attachment
+from agent.tickets import TICKET_ID_PATTERN, CustomerReply, Ticket
+from agent.validation import first_error
 from workflows.settings import Settings
 
 if TYPE_CHECKING:
     from hatchet_sdk import Hatchet
 
-    from workflows.render import Terminal
+    from cli.render import Terminal
     from workflows.transcript import Transcript
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 ENGINE_CHECK_SECONDS = 5.0
-MAX_SUBJECT = 300
-MAX_BODY = 100_000
 STDIN = "-"
 # One quick retry for REST reads: the SDK's default retries a 404 for ~20 s.
 REST_ATTEMPTS = 2
@@ -134,58 +127,23 @@ def read_body(args: argparse.Namespace, stdin: IO[str]) -> str:
         raise BadInputError(f"cannot read the body file {args.body_file}: {exc}") from exc
 
 
-def check_text(value: str, what: str, limit: int) -> str:
-    text = value.strip()
-    if not text:
-        raise BadInputError(f"the {what} is empty")
-    if len(text) > limit:
-        raise BadInputError(f"the {what} is {len(text)} characters; the limit is {limit}")
-    return text
-
-
-def check_email(value: str) -> str:
-    try:
-        email: str = TypeAdapter(Email).validate_python(value)
-    except ValidationError:
-        raise BadInputError(f"not a valid customer email address: {value!r}") from None
-    return email
-
-
-def check_ticket_id(value: str) -> str:
-    if not re.match(TICKET_ID_PATTERN, value):
-        raise BadInputError(
-            f"not a valid ticket id: {value!r} (a letter or digit, then up to 63 letters, "
-            "digits, '.', '_' or '-')"
-        )
-    return value
-
-
 def new_ticket_id() -> str:
     return f"T-{uuid.uuid4().hex[:12]}"
 
 
-def check_attachment_name(name: str) -> str:
-    try:
-        TypeAdapter(AttachmentName).validate_python(name)
-    except ValidationError:
-        raise BadInputError(
-            f"attachment name {name!r} is not allowed: rename the file to start with a letter "
-            "or digit and use at most 128 letters, digits, '.', '_' or '-'"
-        ) from None
-    return name
-
-
 def load_attachments(paths: list[Path]) -> list[Attachment]:
-    """Read and check the files; each attachment is named after its file's base name."""
-    if len(paths) > MAX_ATTACHMENTS:
-        raise BadInputError(f"{len(paths)} attachments; the limit is {MAX_ATTACHMENTS}")
+    """Read the files; each attachment is named after its file's base name.
+
+    What a file may be called and how many and how large they may be are the
+    ticket model's rules (``agent.attachments``); here only what concerns
+    files: that each exists, and that none is read whole when it is too large.
+    """
     attachments = []
     for path in paths:
         if not path.exists():
             raise BadInputError(f"attachment not found: {path}")
         if not path.is_file():
             raise BadInputError(f"attachment is not a regular file: {path}")
-        name = check_attachment_name(path.name)
         try:
             size = path.stat().st_size
             if size > MAX_ATTACHMENT_BYTES:
@@ -196,45 +154,40 @@ def load_attachments(paths: list[Path]) -> list[Attachment]:
         except OSError as exc:
             raise BadInputError(f"cannot read attachment {path}: {exc.strerror or exc}") from exc
         try:
-            attachments.append(Attachment.from_bytes(name, data))
+            attachments.append(Attachment.from_bytes(path.name, data))
         except (ValueError, ValidationError) as exc:
             raise BadInputError(_first_line(exc)) from exc
-    try:
-        return check_attachment_set(attachments)
-    except ValueError as exc:
-        raise BadInputError(str(exc)) from exc
+    return attachments
 
 
 def build_ticket(args: argparse.Namespace, stdin: IO[str]) -> Ticket:
-    """The ticket ``submit`` would send, fully checked; raises BadInputError."""
-    email = check_email(args.email)
-    subject = check_text(args.subject, "subject", MAX_SUBJECT)
-    body = check_text(read_body(args, stdin), "body", MAX_BODY)
-    ticket_id = check_ticket_id(args.ticket_id) if args.ticket_id else new_ticket_id()
-    attachments = load_attachments(args.attach)
+    """The ticket ``submit`` would send, checked by the ticket model; raises BadInputError."""
     try:
         return Ticket(
-            ticket_id=ticket_id,
-            customer_email=email,
-            subject=subject,
-            body=body,
-            attachments=attachments,
+            ticket_id=args.ticket_id or new_ticket_id(),
+            customer_email=args.email,
+            subject=args.subject,
+            body=read_body(args, stdin),
+            attachments=load_attachments(args.attach),
         )
     except ValidationError as exc:
-        raise BadInputError(f"invalid ticket: {_first_line(exc)}") from exc
+        raise BadInputError(_first_line(exc)) from exc
 
 
 def build_reply(args: argparse.Namespace, stdin: IO[str]) -> CustomerReply:
-    ticket_id = check_ticket_id(args.ticket)
-    message = check_text(read_text(args.message, "message", stdin), "message", MAX_BODY)
-    return CustomerReply(ticket_id=ticket_id, message=message, resolved=args.resolved)
+    try:
+        return CustomerReply(
+            ticket_id=args.ticket,
+            message=read_text(args.message, "message", stdin),
+            resolved=args.resolved,
+        )
+    except ValidationError as exc:
+        raise BadInputError(_first_line(exc)) from exc
 
 
 def _first_line(exc: BaseException) -> str:
     if isinstance(exc, ValidationError) and exc.errors():
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"])
-        return f"{where}: {error['msg']}" if where else str(error["msg"])
+        return first_error(exc)
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
 
@@ -310,10 +263,10 @@ def submit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _submit(args: argparse.Namespace, settings: Settings, ticket: Ticket) -> int:
+    from cli.render import Terminal
+    from cli.watch import Progress, follow
     from workflows.client import submit_ticket
-    from workflows.render import Terminal
     from workflows.support import build_support_workflow
-    from workflows.watch import Progress, follow
 
     hatchet = await connect_checked(settings)
     workflow = build_support_workflow(hatchet, settings)
@@ -341,7 +294,7 @@ async def _submit(args: argparse.Namespace, settings: Settings, ticket: Ticket) 
 
 def _report_end(transcript: Transcript, out: Terminal, *, as_json: bool) -> int:
     """The outcome of a finished run; exit 0 for resolved or escalated."""
-    from workflows.render import outcome_lines
+    from cli.render import outcome_lines
 
     if as_json:
         outcome = transcript.outcome.model_dump(mode="json") if transcript.outcome else None
@@ -383,7 +336,7 @@ def reply(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _reply(message: CustomerReply, settings: Settings) -> int:
     from workflows.client import push_reply
-    from workflows.transcript import STATUS_LABELS, describe, summarize_run, ticket_runs
+    from workflows.transcript import describe, summarize_run, ticket_runs
 
     hatchet = await connect_checked(settings)
     runs = await ticket_runs(hatchet, limit=1, ticket_id=message.ticket_id)
@@ -393,7 +346,7 @@ async def _reply(message: CustomerReply, settings: Settings) -> int:
         )
     if runs[0].finished:
         summary = await summarize_run(hatchet, runs[0])
-        state = STATUS_LABELS[summary.status] if summary else runs[0].status.lower()
+        state = summary.status.label if summary else runs[0].status.lower()
         raise CommandError(
             f"ticket {message.ticket_id} is closed ({state}); nothing waits for a reply"
         )
@@ -411,9 +364,9 @@ def watch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _watch(args: argparse.Namespace, settings: Settings) -> int:
-    from workflows.render import Terminal, TranscriptPrinter
+    from cli.render import Terminal, TranscriptPrinter
+    from cli.watch import Progress, follow
     from workflows.transcript import resolve_run_id
-    from workflows.watch import Progress, follow
 
     hatchet = await connect_checked(settings)
     run_id = await resolve_run_id(hatchet, args.run)
@@ -429,7 +382,7 @@ def show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _show(args: argparse.Namespace, settings: Settings) -> int:
-    from workflows.render import Terminal, TranscriptPrinter
+    from cli.render import Terminal, TranscriptPrinter
     from workflows.transcript import fetch_transcript, resolve_run_id
 
     hatchet = await connect_checked(settings)
@@ -455,7 +408,7 @@ def tickets(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _tickets(args: argparse.Namespace, settings: Settings) -> int:
-    from workflows.render import Style, colour_enabled, human_age, tickets_table
+    from cli.render import Style, colour_enabled, human_age, tickets_table
     from workflows.transcript import describe, summarize_run, ticket_runs
 
     hatchet = await connect_checked(settings)

@@ -15,7 +15,7 @@ def _engine(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "run":
         return engine.run_engine(settings)
     if args.action == "start":
-        if engine.external_engine_configured():
+        if settings.external_engine:
             print("using the external engine from HATCHET_CLIENT_TOKEN")
             return 0
         info = engine.start_engine_background(settings)
@@ -42,13 +42,13 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from workflows.demo import run_demo
+    from cli.demo import run_demo
 
     return run_demo(settings)
 
 
 def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
-    from workflows.sandbox_cli import run_sandbox_command
+    from cli.sandbox_cmd import run_sandbox_command
 
     return run_sandbox_command(args, settings.sandbox)
 
@@ -79,12 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(handler=_worker)
 
-    from workflows.sandbox_cli import add_sandbox_parser
+    from cli.sandbox_cmd import add_sandbox_parser
 
     add_sandbox_parser(commands)
     commands.choices["sandbox"].set_defaults(handler=_sandbox)
 
-    from workflows.commands import add_ticket_commands
+    from cli.commands import add_ticket_commands
 
     add_ticket_commands(commands)
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from hatchet_sdk import Hatchet
 
-from workflows.render import Terminal, TranscriptPrinter, status_change_line, status_line
+from cli.render import Terminal, TranscriptPrinter, status_change_line, status_line
+from workflows.models import RunStatus
 from workflows.transcript import RunReader, ScriptEntry, Transcript, TurnEntry
 
 POLL_SECONDS = 0.5
@@ -77,7 +78,7 @@ async def follow(
                 for entry in transcript.entries:
                     if (
                         isinstance(entry, TurnEntry | ScriptEntry)
-                        and entry.status in ("QUEUED", "RUNNING")
+                        and not RunStatus(entry.status).finished
                         and entry.id not in streams
                     ):
                         streams[entry.id] = asyncio.create_task(_pump(hatchet, entry.id, queue))
@@ -120,7 +121,8 @@ async def _settled(reader: RunReader, transcript: Transcript) -> Transcript:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SETTLE_SECONDS
     while loop.time() < deadline and any(
-        getattr(e, "status", "COMPLETED") in ("QUEUED", "RUNNING") for e in transcript.entries
+        not RunStatus(getattr(e, "status", RunStatus.COMPLETED)).finished
+        for e in transcript.entries
     ):
         await asyncio.sleep(POLL_SECONDS)
         transcript = await reader.read()

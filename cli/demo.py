@@ -20,14 +20,7 @@ import uuid
 from agent.attachments import Attachment
 from agent.tickets import CustomerReply, Ticket
 from workflows.client import push_reply, submit_ticket, wait_for_reply_sent
-from workflows.deps import choose_llm
-from workflows.engine import (
-    connect,
-    external_engine_configured,
-    running_engine,
-    start_engine_background,
-    stop_engine,
-)
+from workflows.engine import connect, running_engine, start_engine_background, stop_engine
 from workflows.models import TicketOutcome
 from workflows.settings import Settings
 from workflows.support import build_support_workflow
@@ -104,8 +97,8 @@ def _print_outcome(run_id: str, outcome: TicketOutcome) -> None:
         print(f"   escalated to a human: {outcome.escalation_reason}")
 
 
-async def _run_tickets(settings: Settings) -> int:
-    hatchet = connect(settings)
+async def _run_tickets(settings: Settings, namespace: str) -> int:
+    hatchet = connect(settings, namespace=namespace)
     workflow = build_support_workflow(hatchet, settings)
     samples = _samples()
     refs = []
@@ -137,31 +130,35 @@ async def _run_tickets(settings: Settings) -> int:
     return 0 if [o.status for o in outcomes] == expected else 1
 
 
+def _demo_planner(settings: Settings) -> tuple[str, str]:
+    """The demo's planner, chosen out loud: Claude with a key, else the offline planner."""
+    if settings.anthropic_api_key is not None and settings.llm == "claude":
+        return "claude", "Claude"
+    reason = "no ANTHROPIC_API_KEY" if settings.anthropic_api_key is None else "SUPPORT_AGENT_LLM"
+    return "offline", (
+        f"offline-planner (chosen for the demo: {reason}; a rule-based stand-in that writes "
+        "diagnostic code from the attachments and says its replies are automated; not Claude)"
+    )
+
+
 def run_demo(settings: Settings) -> int:
     started = time.monotonic()
-    own_engine = not external_engine_configured() and running_engine(settings) is None
+    own_engine = not settings.external_engine and running_engine(settings) is None
     if own_engine:
         info = start_engine_background(settings)
         print(f"engine started: API {info.api_url}")
-    planner = choose_llm(settings).name
-    print(
-        f"planner: {planner}"
-        + (
-            " (no ANTHROPIC_API_KEY: deterministic fallback that writes diagnostic code from "
-            "the attachments; not Claude)"
-            if planner == "offline-planner"
-            else ""
-        )
-    )
-    # Both the demo's client and its worker use a fresh namespace.
-    os.environ["HATCHET_CLIENT_NAMESPACE"] = f"demo_{uuid.uuid4().hex[:8]}"
+    planner, description = _demo_planner(settings)
+    print(f"planner: {description}")
+    # The demo's client and worker use a fresh namespace, so no other worker takes its runs.
+    namespace = f"demo_{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "HATCHET_CLIENT_NAMESPACE": namespace, "SUPPORT_AGENT_LLM": planner}
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     with (settings.state_dir / "demo-worker.log").open("wb") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "workflows.cli", "worker"], stdout=log, stderr=log
+            [sys.executable, "-m", "cli.main", "worker"], stdout=log, stderr=log, env=env
         )
     try:
-        code = asyncio.run(_run_tickets(settings))
+        code = asyncio.run(_run_tickets(settings, namespace))
     finally:
         worker.send_signal(signal.SIGTERM)
         try:

@@ -7,15 +7,15 @@ talks to the engine, so every view is tested on plain strings.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO
 
+from workflows.models import RunStatus, TicketStatus
+from workflows.streams import CodeFinished, decode
 from workflows.transcript import (
-    STATUS_LABELS,
     CustomerReplyEntry,
     EscalationEntry,
     ReplyEntry,
@@ -25,6 +25,7 @@ from workflows.transcript import (
     TurnEntry,
 )
 
+_TICKET_STATUSES = frozenset(s.value for s in TicketStatus)
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 BAR = "│"
 STATUS_COLOURS = {
@@ -70,7 +71,8 @@ class Style:
         return f"\x1b[{codes}m{text}\x1b[0m"
 
     def status(self, status: str, text: str | None = None) -> str:
-        return self(text or STATUS_LABELS.get(status, status), STATUS_COLOURS.get(status, "bold"))
+        label = TicketStatus(status).label if status in _TICKET_STATUSES else status
+        return self(text or label, STATUS_COLOURS.get(status, "bold"))
 
 
 class Terminal:
@@ -222,7 +224,7 @@ def script_result_lines(entry: ScriptEntry, style: Style) -> list[str]:
     """The verdict line, then stdout and stderr; used for REST records and streamed output."""
     took = f" · {entry.duration_seconds:.2f} s" if entry.duration_seconds else ""
     name = f"script {entry.step}"
-    if entry.status in ("FAILED", "CANCELLED"):
+    if entry.status in (RunStatus.FAILED, RunStatus.CANCELLED):
         verdict = style(f"✗ {name} {entry.status.lower()}: {entry.error or 'no result'}", "red")
     elif entry.error:
         verdict = style(f"✗ {name}: the sandbox could not run it: {entry.error}", "red")
@@ -242,7 +244,7 @@ def script_result_lines(entry: ScriptEntry, style: Style) -> list[str]:
         lines.append(quoted(entry.stderr.rstrip("\n"), style))
     if entry.output_files:
         lines.append(f"  {style('files', 'dim')}: {', '.join(entry.output_files)}")
-    if not (entry.stdout.strip() or entry.stderr.strip()) and entry.status == "COMPLETED":
+    if not (entry.stdout.strip() or entry.stderr.strip()) and entry.status == RunStatus.COMPLETED:
         lines.append(f"  {style('(no output)', 'dim')}")
     return lines
 
@@ -337,8 +339,15 @@ class TranscriptPrinter:
                 self._reply(t, entry)
             elif isinstance(entry, CustomerReplyEntry):
                 self._done.add(entry.id)
-                self._block(heading(self.style, "customer replied", f"round {entry.round}"))
-                self.term.line(quoted(entry.message.strip(), self.style))
+                if entry.accepted:
+                    self._block(heading(self.style, "customer replied", f"round {entry.round}"))
+                    self.term.line(quoted(entry.message.strip(), self.style))
+                else:
+                    refused = self.style(f"refused: {entry.error}", "yellow")
+                    self._block(heading(self.style, "reply event refused", refused))
+                    if entry.message.strip():
+                        self.term.line(quoted(entry.message.strip(), self.style))
+                    self.term.line(f"  {self.style('still waiting for a valid reply', 'dim')}")
             else:
                 self._done.add(entry.id)
                 self._block(*escalation_lines(t, entry, self.style))
@@ -356,7 +365,7 @@ class TranscriptPrinter:
     def _turn(self, entry: TurnEntry) -> None:
         if self._first_sight(entry.id, "turn"):
             self._block(heading(self.style, f"model turn {entry.number}", entry.planner))
-        if entry.status not in ("COMPLETED", "FAILED", "CANCELLED"):
+        if not RunStatus(entry.status).finished:
             return
         self._done.add(entry.id)
         streamed = self._streamed.get(entry.id, "")
@@ -376,7 +385,7 @@ class TranscriptPrinter:
                 counts[name] = counts.get(name, 0) + 1
             tools = ", ".join(f"{n} x{c}" if c > 1 else n for n, c in counts.items())
             self.term.line(f"  {self.style('→ ' + tools, 'dim')}")
-        if entry.error and entry.status != "COMPLETED":
+        if entry.error and entry.status != RunStatus.COMPLETED:
             self.term.line(f"  {self.style('✗ ' + entry.error, 'red')}")
 
     def _script(self, entry: ScriptEntry) -> None:
@@ -390,18 +399,19 @@ class TranscriptPrinter:
                 ),
                 numbered(entry.code, entry.language, self.style),
             )
-        if entry.status not in ("COMPLETED", "FAILED", "CANCELLED"):
+        if not RunStatus(entry.status).finished:
             return
         self._done.add(entry.id)
-        if entry.id not in self._script_output or entry.status != "COMPLETED":
+        if entry.id not in self._script_output or entry.status != RunStatus.COMPLETED:
             self._script_output.add(entry.id)
             self._block(*script_result_lines(entry, self.style))
 
     def _reply(self, t: Transcript, entry: ReplyEntry) -> None:
-        if entry.status not in ("COMPLETED", "FAILED", "CANCELLED"):
+        if not RunStatus(entry.status).finished:
             return
         self._done.add(entry.id)
-        what = "reply sent" if entry.status == "COMPLETED" else f"reply {entry.status.lower()}"
+        sent = entry.status == RunStatus.COMPLETED
+        what = "reply sent" if sent else f"reply {entry.status.lower()}"
         detail = f"round {entry.round}" + (" · closes the ticket" if entry.closes_ticket else "")
         self._block(
             heading(self.style, f"{what} to {t.ticket.customer_email}", detail),
@@ -423,25 +433,19 @@ class TranscriptPrinter:
             self._script_event(entry_id, line)
 
     def _script_event(self, entry_id: str, line: str) -> None:
-        try:
-            event: Any = json.loads(line)
-        except ValueError:
-            return
-        if not isinstance(event, dict) or event.get("event") != "code-output":
-            return
-        if entry_id in self._script_output:
-            return
-        self._script_output.add(entry_id)
-        base = self._scripts[entry_id]
-        live = base.model_copy(
-            update={
-                "status": "COMPLETED",
-                "exit_code": event.get("exit_code"),
-                "stdout": str(event.get("stdout") or ""),
-                "stderr": str(event.get("stderr") or ""),
-            }
-        )
-        self._block(*script_result_lines(live, self.style))
+        for event in decode(line):
+            if not isinstance(event, CodeFinished) or entry_id in self._script_output:
+                continue
+            self._script_output.add(entry_id)
+            live = self._scripts[entry_id].model_copy(
+                update={
+                    "status": RunStatus.COMPLETED.value,
+                    "exit_code": event.exit_code,
+                    "stdout": event.stdout,
+                    "stderr": event.stderr,
+                }
+            )
+            self._block(*script_result_lines(live, self.style))
 
 
 def status_line(t: Transcript, frame: int, now: datetime | None = None) -> str:
@@ -451,7 +455,7 @@ def status_line(t: Transcript, frame: int, now: datetime | None = None) -> str:
     age = human_age((now - t.created_at).total_seconds())
     cost = cost_text(t.cost.tokens, t.cost.sandbox_seconds)
     text = (
-        f"{spinner} {STATUS_LABELS[t.status]} · {age} · {plural(len(t.scripts), 'script')} · {cost}"
+        f"{spinner} {t.status.label} · {age} · {plural(len(t.scripts), 'script')} · {cost}"
     )
     if t.status == "waiting":
         text += f" · answer with: support-agent reply {t.ticket.ticket_id} MESSAGE"
@@ -460,7 +464,7 @@ def status_line(t: Transcript, frame: int, now: datetime | None = None) -> str:
 
 def status_change_line(t: Transcript, style: Style) -> str:
     """What a non-terminal gets instead of the animated status line."""
-    text = f"… {STATUS_LABELS[t.status]}"
+    text = f"… {t.status.label}"
     if t.status == "waiting":
         text += f" (answer with: support-agent reply {t.ticket.ticket_id} MESSAGE)"
     return style(text, "dim")
@@ -474,7 +478,7 @@ def tickets_table(rows: Sequence[TicketSummary], style: Style, subject_width: in
     table = [
         [
             r.ticket_id,
-            STATUS_LABELS[r.status],
+            r.status.label,
             human_age(r.age_seconds),
             f"{r.tokens:,}",
             seconds_text(r.sandbox_seconds),

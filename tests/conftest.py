@@ -1,0 +1,86 @@
+"""Builders and helpers shared by the unit, integration and end-to-end suites."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from agent.attachments import Attachment
+from agent.tickets import Ticket
+from workflows.client import ticket_run
+from workflows.models import TicketRun
+from workflows.settings import Settings
+
+T = TypeVar("T")
+
+
+def new_ticket_id(prefix: str = "T") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def make_ticket(
+    ticket_id: str | None = None,
+    *,
+    body: str = "The CSV export fails with error 500.",
+    subject: str = "Export broken",
+    email: str = "dana@example.com",
+    files: dict[str, bytes] | None = None,
+) -> Ticket:
+    """A valid ticket; ``files`` become attachments (name -> content)."""
+    return Ticket(
+        ticket_id=ticket_id or new_ticket_id(),
+        customer_email=email,
+        subject=subject,
+        body=body,
+        attachments=[Attachment.from_bytes(n, d) for n, d in (files or {}).items()],
+    )
+
+
+def make_run(
+    ticket: Ticket | None = None, settings: Settings | None = None, **policy: Any
+) -> TicketRun:
+    """A ticket run with the policy a submitter with these settings would send."""
+    run = ticket_run(ticket or make_ticket(), settings or Settings(llm="offline"))
+    return run.model_copy(update=policy) if policy else run
+
+
+def offline_token() -> str:
+    """A syntactically valid Hatchet token: enough to construct a client that never connects."""
+
+    def part(data: dict[str, str]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    claims = {
+        "sub": "tenant",
+        "server_url": "http://127.0.0.1:1",
+        "grpc_broadcast_address": "127.0.0.1:1",
+    }
+    return f"{part({'alg': 'none'})}.{part(claims)}.sig"
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]],
+    *,
+    within: float,
+    every: float = 0.25,
+    what: str = "the condition",
+) -> T:
+    """Poll ``check`` until it returns something other than None (or False); fail after ``within``.
+
+    Instead of fixed sleeps: fast when the system is fast, and a clear
+    message naming what never happened when it is not.
+    """
+    deadline = time.monotonic() + within
+    last: T | None = None
+    while True:
+        last = await check()
+        if last is not None and last is not False:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {within:g} s (last: {last!r})")
+        await asyncio.sleep(every)

@@ -1,0 +1,113 @@
+"""What each child task does, as plain functions of their inputs and services.
+
+The Hatchet tasks in ``workflows.tasks`` are thin wrappers around these, and
+``workflows.local`` calls the same functions in-process, so a unit test of
+the diagnose loop runs the real step logic with the package's fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from pydantic import ValidationError
+
+from agent.llm import TextSink, TurnRequest, TurnResult
+from agent.packet import EscalationPacket
+from agent.tickets import CustomerReply
+from agent.validation import first_error
+from sandbox import ExecutionRequest
+from workflows.deps import Dependencies
+from workflows.models import CodeRunRequest, CodeRunResult, ReceivedReply, ReplyEvent
+from workflows.streams import STDERR_TAIL, STDOUT_TAIL, CodeFinished, CodeStarted
+
+Emit = Callable[[CodeStarted | CodeFinished], Awaitable[None]]
+
+
+async def complete_turn(
+    deps: Dependencies, request: TurnRequest, on_text: TextSink | None = None
+) -> TurnResult:
+    return await deps.llm.complete(request, on_text=on_text)
+
+
+async def execute_code(
+    deps: Dependencies, request: CodeRunRequest, *, step_id: str, emit: Emit | None = None
+) -> CodeRunResult:
+    """Run one script in a fresh sandbox with the ticket's attachments.
+
+    ``step_id`` names the container: unique per code run and stable across
+    retries, so a retry replaces its own earlier attempt's container.
+    """
+    if emit is not None:
+        await emit(CodeStarted(step=request.step, purpose=request.purpose))
+    files = await deps.attachments.load(request.attachments, request.root_run_id)
+    result = await deps.require_sandbox().run(
+        ExecutionRequest(
+            code=request.code,
+            language=request.language,
+            files=files,
+            timeout_seconds=request.timeout_seconds,
+            ticket_id=request.ticket_id,
+            run_id=request.root_run_id,
+            step_id=step_id,
+        )
+    )
+    if emit is not None:
+        await emit(
+            CodeFinished(
+                step=request.step,
+                stdout=result.stdout[-STDOUT_TAIL:],
+                stderr=result.stderr[-STDERR_TAIL:],
+                exit_code=result.exit_code,
+            )
+        )
+    return CodeRunResult(
+        purpose=request.purpose,
+        exit_code=result.exit_code,
+        timed_out=result.timed_out,
+        oom_killed=result.oom_killed,
+        duration_seconds=result.duration_seconds,
+        stdout=result.stdout,
+        stderr=result.stderr,
+        output_files=[f.name for f in result.output_files],
+        summary=result.summary(),
+    )
+
+
+def receive_reply(event: ReplyEvent) -> ReceivedReply:
+    """Validate a reply event's payload; a refusal is data, never an exception.
+
+    A payload that carries only the message (the scope names the ticket, as
+    Hatchet's own examples push it) is taken for the waiting ticket; one that
+    names another ticket is refused.
+    """
+    payload = event.payload
+    if not isinstance(payload, dict):
+        return _refused(event, f"the payload is {type(payload).__name__}, not a JSON object")
+    named = payload.get("ticket_id", event.ticket_id)
+    if named != event.ticket_id:
+        return _refused(event, f"the payload names ticket {str(named)[:80]!r}")
+    try:
+        reply = CustomerReply.model_validate({**payload, "ticket_id": event.ticket_id})
+    except ValidationError as exc:
+        return _refused(event, first_error(exc))
+    return ReceivedReply(
+        ticket_id=event.ticket_id,
+        round=event.round,
+        accepted=True,
+        message=reply.message,
+        resolved=reply.resolved,
+    )
+
+
+def _refused(event: ReplyEvent, error: str) -> ReceivedReply:
+    return ReceivedReply(ticket_id=event.ticket_id, round=event.round, accepted=False, error=error)
+
+
+def escalation_summary(packet: EscalationPacket) -> str:
+    replies = len(packet.customer_replies)
+    return (
+        f"Ticket {packet.ticket_id} ({packet.triage.category}, {packet.triage.priority}) "
+        f"from {packet.customer_email}: {packet.subject}. Escalated: {packet.reason}. "
+        f"{len(packet.scripts)} script(s) run, {replies} customer "
+        f"repl{'y' if replies == 1 else 'ies'}."
+    )
