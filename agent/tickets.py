@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
@@ -44,6 +45,11 @@ Email = Annotated[
 Subject = Annotated[str, text_rule("subject", MAX_SUBJECT), text_schema(MAX_SUBJECT)]
 Body = Annotated[str, text_rule("body", MAX_BODY), text_schema(MAX_BODY)]
 ReplyText = Annotated[str, text_rule("message", MAX_REPLY), text_schema(MAX_REPLY)]
+
+def new_ticket_id() -> str:
+    """A fresh ticket id, for tickets submitted without one."""
+    return f"T-{uuid.uuid4().hex[:12]}"
+
 
 Category = Literal["bug", "billing", "account", "performance", "data", "how-to", "other"]
 Priority = Literal["low", "medium", "high", "urgent"]

@@ -14,7 +14,6 @@ import asyncio
 import json
 import re
 import sys
-import uuid
 import warnings
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
@@ -24,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 from pydantic import ValidationError
 
 from agent.attachments import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS, Attachment
-from agent.tickets import TICKET_ID_PATTERN, CustomerReply, Ticket
+from agent.tickets import TICKET_ID_PATTERN, CustomerReply, Ticket, new_ticket_id
 from agent.validation import first_error
 from workflows.settings import Settings
 
@@ -125,10 +124,6 @@ def read_body(args: argparse.Namespace, stdin: IO[str]) -> str:
         return Path(args.body_file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInputError(f"cannot read the body file {args.body_file}: {exc}") from exc
-
-
-def new_ticket_id() -> str:
-    return f"T-{uuid.uuid4().hex[:12]}"
 
 
 def load_attachments(paths: list[Path]) -> list[Attachment]:
@@ -335,22 +330,15 @@ def reply(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _reply(message: CustomerReply, settings: Settings) -> int:
-    from workflows.client import push_reply
-    from workflows.transcript import describe, summarize_run, ticket_runs
+    from workflows.client import TicketClosedError, TicketNotFoundError, reply_to_ticket
 
     hatchet = await connect_checked(settings)
-    runs = await ticket_runs(hatchet, limit=1, ticket_id=message.ticket_id)
-    if not runs:
-        raise CommandError(
-            f"no ticket {message.ticket_id} in {describe(hatchet)} (see: support-agent tickets)"
-        )
-    if runs[0].finished:
-        summary = await summarize_run(hatchet, runs[0])
-        state = summary.status.label if summary else runs[0].status.lower()
-        raise CommandError(
-            f"ticket {message.ticket_id} is closed ({state}); nothing waits for a reply"
-        )
-    event_id = await push_reply(hatchet, message)
+    try:
+        event_id = await reply_to_ticket(hatchet, message)
+    except TicketNotFoundError as exc:
+        raise CommandError(f"{exc} (see: support-agent tickets)") from exc
+    except TicketClosedError as exc:
+        raise CommandError(str(exc)) from exc
     marked = " (marked resolved)" if message.resolved else ""
     print(f"reply sent to ticket {message.ticket_id}{marked}: event {event_id}")
     return EXIT_OK

@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ticket_commands(commands)
 
+    from cli.serve import add_serve_parser
+
+    add_serve_parser(commands)
+
     demo = commands.add_parser("demo", help="run two sample tickets end to end")
     demo.set_defaults(handler=_demo)
     return parser

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 
 from hatchet_sdk import Hatchet, V1TaskStatus
+from hatchet_sdk.clients.rest.exceptions import NotFoundException
 from hatchet_sdk.runnables.workflow import TaskRunRef
 
 from agent.tickets import CustomerReply, Ticket
-from workflows.models import TicketOutcome, TicketRun
+from workflows.models import RunStatus, TicketOutcome, TicketRun
 from workflows.names import REPLY_EVENT, TaskName
 from workflows.settings import Settings
 from workflows.support import SupportWorkflow
+from workflows.transcript import TaskRun, describe, summarize_run, ticket_runs
 
 
 async def submit_ticket(
@@ -48,6 +50,80 @@ def ticket_run(
         code_timeout_seconds=settings.code_timeout_seconds,
         budget=settings.budget,
     )
+
+
+class TicketNotFoundError(LookupError):
+    """No run of this ticket id in this namespace (within the last 7 days)."""
+
+
+class TicketClosedError(RuntimeError):
+    """The ticket's latest run has finished: nothing waits for a reply."""
+
+
+class TicketLiveError(RuntimeError):
+    """The ticket already has a run in progress."""
+
+
+async def latest_run(hatchet: Hatchet, ticket_id: str) -> TaskRun | None:
+    runs = await ticket_runs(hatchet, limit=1, ticket_id=ticket_id)
+    return runs[0] if runs else None
+
+
+async def open_ticket(
+    hatchet: Hatchet,
+    workflow: SupportWorkflow,
+    ticket: Ticket,
+    settings: Settings,
+    *,
+    reply_timeout_seconds: float | None = None,
+    restart: bool = False,
+    known_run_id: str | None = None,
+) -> str:
+    """Start a ticket's run unless one is live; ``restart`` replaces a live run instead.
+
+    A live run is never cancelled by accident (a helpdesk re-sending a ticket
+    it already sent): only a caller that asks to restart gets a new run, and
+    the old one is then cancelled by the workflow's per-ticket concurrency.
+    ``known_run_id`` is the run the caller itself last started for this
+    ticket: looked up by id, it is seen at once, where the engine's run list
+    shows a new run only after a moment.
+    """
+    if not restart:
+        live = await _live_run(hatchet, ticket.ticket_id, known_run_id)
+        if live is not None:
+            raise TicketLiveError(
+                f"ticket {ticket.ticket_id} already has a run in progress ({live})"
+            )
+    ref = await submit_ticket(
+        hatchet, workflow, ticket, settings, reply_timeout_seconds=reply_timeout_seconds
+    )
+    return ref.workflow_run_id
+
+
+async def _live_run(hatchet: Hatchet, ticket_id: str, known_run_id: str | None) -> str | None:
+    if known_run_id is not None:
+        try:
+            status = await hatchet.runs.aio_get_status(known_run_id)
+        except NotFoundException:
+            return known_run_id  # accepted a moment ago and not readable yet: live
+        if not RunStatus(str(getattr(status, "value", status))).finished:
+            return known_run_id
+    current = await latest_run(hatchet, ticket_id)
+    return current.run_id if current is not None and not current.finished else None
+
+
+async def reply_to_ticket(hatchet: Hatchet, reply: CustomerReply) -> str:
+    """Push the customer's reply to a ticket that is waiting; the event's id."""
+    current = await latest_run(hatchet, reply.ticket_id)
+    if current is None:
+        raise TicketNotFoundError(f"no ticket {reply.ticket_id} in {describe(hatchet)}")
+    if current.finished:
+        summary = await summarize_run(hatchet, current)
+        state = summary.status.label if summary else current.status.lower()
+        raise TicketClosedError(
+            f"ticket {reply.ticket_id} is closed ({state}); nothing waits for a reply"
+        )
+    return await push_reply(hatchet, reply)
 
 
 async def push_reply(hatchet: Hatchet, reply: CustomerReply) -> str:

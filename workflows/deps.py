@@ -17,6 +17,7 @@ from agent.attachments import AttachmentRef
 from agent.llm import LLM
 from agent.planner import OfflinePlanner
 from sandbox import InputFile, Sandbox
+from workflows.delivery import Deliverer, describe_url
 from workflows.settings import ConfigurationError, Settings
 
 
@@ -111,6 +112,34 @@ def choose_llm(settings: Settings) -> LLM:
     return AnthropicLLM(client)
 
 
+def choose_deliverer(settings: Settings) -> Deliverer | None:
+    """Where replies, resolutions and escalations go; None when no URL is configured."""
+    if not settings.delivery_url:
+        return None
+    if settings.delivery_secret is None or not settings.delivery_secret.get_secret_value():
+        raise ConfigurationError(
+            "SUPPORT_AGENT_DELIVERY_URL is set but SUPPORT_AGENT_DELIVERY_SECRET is not: "
+            "outbound events are always signed (a whsec_<base64> secret)"
+        )
+    try:
+        return Deliverer(
+            settings.delivery_url,
+            settings.delivery_secret.get_secret_value(),
+            timeout_seconds=settings.delivery_timeout_seconds,
+        )
+    except Exception as exc:  # a malformed secret: never echo it
+        raise ConfigurationError(
+            f"SUPPORT_AGENT_DELIVERY_SECRET is not a valid whsec_<base64> secret "
+            f"({type(exc).__name__})"
+        ) from None
+
+
+def describe_delivery(deliverer: Deliverer | None) -> str:
+    if deliverer is None:
+        return "off (no SUPPORT_AGENT_DELIVERY_URL: replies are recorded, not sent anywhere)"
+    return f"signed events to {describe_url(deliverer.url)}"
+
+
 def describe_planner(llm: LLM) -> str:
     """Who answers customers, for a worker's start line."""
     if isinstance(llm, OfflinePlanner):
@@ -124,6 +153,7 @@ class Dependencies:
     attachments: AttachmentLoader
     # Set by the worker's lifespan (the sandbox's pool lives on the worker's loop).
     sandbox: Sandbox | None = None
+    delivery: Deliverer | None = None
 
     def require_sandbox(self) -> Sandbox:
         if self.sandbox is None:

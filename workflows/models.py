@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -11,6 +12,7 @@ from agent.attachments import AttachmentRef
 from agent.budget import Budget, Spent
 from agent.packet import EscalationPacket
 from agent.tickets import Category, Priority, Ticket
+from workflows.delivery import DeliveryResult
 
 
 class TicketRun(BaseModel):
@@ -87,24 +89,54 @@ class ReceivedReply(BaseModel):
 
 
 class ReplyRequest(BaseModel):
+    """Input of a ``send-reply`` child: the reply, delivered as ``ticket.replied``."""
+
     ticket_id: str
     customer_email: str
     round: int
     message: str
     findings: list[str]
     closes_ticket: bool
+    run_id: str = Field(default="", description="The ticket run: part of the event's stable id.")
+    timestamp: datetime | None = Field(default=None, description="When the agent replied.")
 
 
 class ReplySent(BaseModel):
     ticket_id: str
     round: int
     message: str
+    delivery: DeliveryResult | None = None
+
+
+class EscalationRequest(BaseModel):
+    """Input of an ``escalate-ticket`` child: the packet, delivered as ``ticket.escalated``."""
+
+    run_id: str
+    timestamp: datetime
+    packet: EscalationPacket
 
 
 class EscalationRecord(BaseModel):
     ticket_id: str
     reason: str
     summary: str
+    delivery: DeliveryResult | None = None
+
+
+class ResolutionRequest(BaseModel):
+    """Input of a ``resolve-ticket`` child: the ticket closes, delivered as ``ticket.resolved``."""
+
+    ticket_id: str
+    run_id: str
+    timestamp: datetime
+    round: int
+    resolved_by: Literal["customer", "agent"]
+    customer_reply: str | None = None
+
+
+class ResolutionRecord(BaseModel):
+    ticket_id: str
+    delivery: DeliveryResult | None = None
 
 
 class TicketStatus(StrEnum):
@@ -162,6 +194,9 @@ class TicketOutcome(BaseModel):
     )
     escalation_reason: str | None = None
     escalation: EscalationPacket | None = None
+    delivery_error: str | None = Field(
+        default=None, description="Why the closing event could not be delivered, if it could not."
+    )
     rounds: int = 0
     scripts_run: int = 0
     planner: str = ""

@@ -20,6 +20,7 @@ class TaskName(StrEnum):
     RECEIVE_REPLY = "receive-reply"
     SEND_REPLY = "send-reply"
     ESCALATE = "escalate-ticket"
+    RESOLVE = "resolve-ticket"
 
 
 # The customer's reply, pushed with the ticket id as its scope.

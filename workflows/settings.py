@@ -151,6 +151,33 @@ class Settings(BaseSettings):
     code_timeout_seconds: float = Field(default=60, gt=0, description="One code run.")
     budget: Budget = Field(default_factory=Budget)
 
+    # The helpdesk connection: the HTTP API in, signed webhooks out.
+    api_secret: SecretStr | None = Field(
+        default=None,
+        description="Standard Webhooks secret (whsec_<base64>) every request to the HTTP API "
+        "must be signed with; `serve` refuses to start without it (unless --insecure-no-auth).",
+    )
+    api_host: str = Field(default="127.0.0.1", description="Where `serve` listens.")
+    api_port: int = Field(default=8400, ge=1, le=65535, description="Where `serve` listens.")
+    api_max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Larger requests are refused (413) before they are read.",
+    )
+    delivery_url: str | None = Field(
+        default=None,
+        description="Where the agent's replies, resolutions and escalations are POSTed as "
+        "signed JSON events; unset: not delivered (the worker says so at start).",
+    )
+    delivery_secret: SecretStr | None = Field(
+        default=None,
+        description="Standard Webhooks secret (whsec_<base64>) outbound events are signed with; "
+        "required when SUPPORT_AGENT_DELIVERY_URL is set.",
+    )
+    delivery_timeout_seconds: float = Field(
+        default=10, gt=0, description="One delivery attempt; Hatchet retries timeouts and 5xx."
+    )
+
     # The sandbox (SUPPORT_AGENT_SANDBOX__MEMORY_MB=..., etc.).
     run_sandboxes: bool = Field(
         default=True, description="This worker runs code (it must reach a Docker daemon)."

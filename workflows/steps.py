@@ -8,6 +8,8 @@ the diagnose loop runs the real step logic with the package's fakes.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -16,8 +18,20 @@ from agent.packet import EscalationPacket
 from agent.tickets import CustomerReply
 from agent.validation import first_error
 from sandbox import ExecutionRequest
+from workflows.delivery import DeliveryEvent, DeliveryResult, EventType, event_id, skipped
 from workflows.deps import Dependencies
-from workflows.models import CodeRunRequest, CodeRunResult, ReceivedReply, ReplyEvent
+from workflows.models import (
+    CodeRunRequest,
+    CodeRunResult,
+    EscalationRecord,
+    EscalationRequest,
+    ReceivedReply,
+    ReplyEvent,
+    ReplyRequest,
+    ReplySent,
+    ResolutionRecord,
+    ResolutionRequest,
+)
 from workflows.streams import STDERR_TAIL, STDOUT_TAIL, CodeFinished, CodeStarted
 
 Emit = Callable[[CodeStarted | CodeFinished], Awaitable[None]]
@@ -111,3 +125,77 @@ def escalation_summary(packet: EscalationPacket) -> str:
         f"{len(packet.scripts)} script(s) run, {replies} customer "
         f"repl{'y' if replies == 1 else 'ies'}."
     )
+
+
+NO_DELIVERY = "no SUPPORT_AGENT_DELIVERY_URL configured"
+
+
+async def deliver(
+    deps: Dependencies,
+    kind: EventType,
+    run_id: str,
+    round_number: int,
+    timestamp: datetime,
+    data: dict[str, Any],
+) -> DeliveryResult:
+    event = DeliveryEvent(
+        id=event_id(run_id, kind, round_number), type=kind, timestamp=timestamp, data=data
+    )
+    if deps.delivery is None:
+        return skipped(event, NO_DELIVERY)
+    return await deps.delivery.deliver(event)
+
+
+async def send_reply(deps: Dependencies, request: ReplyRequest) -> ReplySent:
+    """The agent's reply to the customer, delivered as ``ticket.replied``."""
+    data = request.model_dump(
+        mode="json", include={"ticket_id", "round", "message", "findings", "closes_ticket"}
+    )
+    delivery = await deliver(
+        deps,
+        "ticket.replied",
+        request.run_id,
+        request.round,
+        request.timestamp or datetime.now(tz=UTC),
+        {**data, "customer_email": request.customer_email, "run_id": request.run_id},
+    )
+    return ReplySent(
+        ticket_id=request.ticket_id, round=request.round, message=request.message, delivery=delivery
+    )
+
+
+async def escalate(deps: Dependencies, request: EscalationRequest) -> EscalationRecord:
+    """The hand-over to a human, delivered as ``ticket.escalated`` with the whole packet."""
+    packet = request.packet
+    delivery = await deliver(
+        deps,
+        "ticket.escalated",
+        request.run_id,
+        0,
+        request.timestamp,
+        {
+            "ticket_id": packet.ticket_id,
+            "run_id": request.run_id,
+            "reason": packet.reason,
+            "packet": packet.model_dump(mode="json"),
+        },
+    )
+    return EscalationRecord(
+        ticket_id=packet.ticket_id,
+        reason=packet.reason,
+        summary=escalation_summary(packet),
+        delivery=delivery,
+    )
+
+
+async def resolve(deps: Dependencies, request: ResolutionRequest) -> ResolutionRecord:
+    """The ticket is closed as resolved, delivered as ``ticket.resolved``."""
+    delivery = await deliver(
+        deps,
+        "ticket.resolved",
+        request.run_id,
+        0,
+        request.timestamp,
+        request.model_dump(mode="json", exclude={"timestamp"}),
+    )
+    return ResolutionRecord(ticket_id=request.ticket_id, delivery=delivery)

@@ -39,9 +39,11 @@ from workflows.diagnose import ChildFailure, TicketState, diagnose, error_text
 from workflows.models import (
     CodeRunRequest,
     CodeRunResult,
+    EscalationRequest,
     ReceivedReply,
     ReplyEvent,
     ReplyRequest,
+    ResolutionRequest,
     TicketOutcome,
     TicketRun,
     TicketStatus,
@@ -180,11 +182,34 @@ def build_support_workflow(
         # aio_now is recorded in the durable log: identical on every replay.
         since = await ctx.aio_now() - timedelta(seconds=run.reply_lookback_seconds)
 
-        async def finish(status: Closing, reason: str | None = None) -> TicketOutcome:
-            packet = None
-            if status is TicketStatus.ESCALATED:
-                packet = state.packet(reason or "escalated")
-                await children.escalate.aio_run(packet)
+        async def finish(
+            status: Closing, reason: str | None = None, resolved_by: str = "agent"
+        ) -> TicketOutcome:
+            packet, delivery_error = None, None
+            closing_at = await ctx.aio_now()
+            try:
+                if status is TicketStatus.ESCALATED:
+                    packet = state.packet(reason or "escalated")
+                    await children.escalate.aio_run(
+                        EscalationRequest(
+                            run_id=ctx.workflow_run_id, timestamp=closing_at, packet=packet
+                        )
+                    )
+                else:
+                    await children.resolve.aio_run(
+                        ResolutionRequest(
+                            ticket_id=ticket.ticket_id,
+                            run_id=ctx.workflow_run_id,
+                            timestamp=closing_at,
+                            round=state.rounds,
+                            resolved_by="customer" if resolved_by == "customer" else "agent",
+                            customer_reply=state.customer_replies[-1]
+                            if state.customer_replies
+                            else None,
+                        )
+                    )
+            except CHILD_FAILURES as exc:  # the ticket is closed either way: say so
+                delivery_error = error_text(exc)
             return TicketOutcome(
                 ticket_id=ticket.ticket_id,
                 status=status,
@@ -197,6 +222,7 @@ def build_support_workflow(
                 refused_replies=state.refused_replies,
                 escalation_reason=reason,
                 escalation=packet,
+                delivery_error=delivery_error,
                 rounds=state.rounds,
                 scripts_run=len(state.scripts),
                 planner=state.planner,
@@ -250,16 +276,23 @@ def build_support_workflow(
             decision, closing = await diagnose(state, calls, ctx.workflow_run_id)
             if decision.kind == "escalate":
                 return await finish(TicketStatus.ESCALATED, decision.reason)
-            await children.send_reply.aio_run(
-                ReplyRequest(
-                    ticket_id=ticket.ticket_id,
-                    customer_email=ticket.customer_email,
-                    round=state.rounds,
-                    message=decision.message,
-                    findings=decision.findings,
-                    closes_ticket=decision.resolved,
+            try:
+                await children.send_reply.aio_run(
+                    ReplyRequest(
+                        ticket_id=ticket.ticket_id,
+                        customer_email=ticket.customer_email,
+                        round=state.rounds,
+                        message=decision.message,
+                        findings=decision.findings,
+                        closes_ticket=decision.resolved,
+                        run_id=ctx.workflow_run_id,
+                        timestamp=await ctx.aio_now(),
+                    )
                 )
-            )
+            except CHILD_FAILURES as exc:  # the helpdesk refused it, or never answered
+                state.hypotheses.extend(decision.findings)
+                reason = f"the reply could not be delivered: {error_text(exc)}"
+                return await finish(TicketStatus.ESCALATED, reason)
             state.replies.append(decision.message)
             state.hypotheses.extend(decision.findings)
             if decision.resolved:
@@ -275,7 +308,7 @@ def build_support_workflow(
             since = await ctx.aio_now()
             state.customer_replies.append(reply.message)
             if reply.resolved:
-                return await finish(TicketStatus.RESOLVED)
+                return await finish(TicketStatus.RESOLVED, resolved_by="customer")
             if state.rounds >= run.max_rounds:
                 return await finish(
                     TicketStatus.ESCALATED,

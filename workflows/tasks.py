@@ -25,20 +25,23 @@ from hatchet_sdk import (
 from hatchet_sdk.runnables.workflow import Standalone
 
 from agent.llm import LLMError, TurnRequest, TurnResult
-from agent.packet import EscalationPacket
 from agent.tickets import Ticket, TriageResult
 from agent.triage import triage
 from sandbox import InvalidInputError
 from workflows import steps
+from workflows.delivery import DeliveryRefused
 from workflows.deps import AttachmentUnavailableError, Dependencies
 from workflows.models import (
     CodeRunRequest,
     CodeRunResult,
     EscalationRecord,
+    EscalationRequest,
     ReceivedReply,
     ReplyEvent,
     ReplyRequest,
     ReplySent,
+    ResolutionRecord,
+    ResolutionRequest,
 )
 from workflows.names import LLM_RATE_LIMIT_KEY, SANDBOX_LABEL, SANDBOX_LABEL_VALUE, TaskName
 from workflows.settings import Settings
@@ -86,7 +89,8 @@ class ChildTasks:
     run_code: Standalone[CodeRunRequest, CodeRunResult]
     receive_reply: Standalone[ReplyEvent, ReceivedReply]
     send_reply: Standalone[ReplyRequest, ReplySent]
-    escalate: Standalone[EscalationPacket, EscalationRecord]
+    escalate: Standalone[EscalationRequest, EscalationRecord]
+    resolve: Standalone[ResolutionRequest, ResolutionRecord]
 
     def all(self) -> list[Any]:
         return [
@@ -96,6 +100,7 @@ class ChildTasks:
             self.receive_reply,
             self.send_reply,
             self.escalate,
+            self.resolve,
         ]
 
 
@@ -180,30 +185,39 @@ def build_child_tasks(
             ctx.log(f"reply event refused: {received.error}")
         return received
 
-    @hatchet.task(
-        name=TaskName.SEND_REPLY,
-        input_validator=ReplyRequest,
-        execution_timeout=timedelta(seconds=60),
-        retries=3,
-        backoff_factor=2,
-    )
-    async def send_reply(request: ReplyRequest, ctx: Context) -> ReplySent:
-        # The delivery integration point (email, helpdesk API). The reply is
-        # recorded as this task's input and output, and in its log.
-        ctx.log(f"reply to {request.customer_email} (round {request.round}): {request.message}")
-        return ReplySent(ticket_id=request.ticket_id, round=request.round, message=request.message)
+    # Deliveries: Hatchet retries timeouts and 5xx with backoff; a refusal
+    # (another 4xx) cannot succeed on retry. The event id is stable, so a
+    # retry is recognisably the same message to the receiver.
+    delivery_policy: dict[str, Any] = {
+        "execution_timeout": timedelta(seconds=settings.delivery_timeout_seconds + 20),
+        "retries": 5,
+        "backoff_factor": 2,
+        "backoff_max_seconds": 60,
+    }
 
-    @hatchet.task(
-        name=TaskName.ESCALATE,
-        input_validator=EscalationPacket,
-        execution_timeout=timedelta(seconds=60),
-        retries=3,
-        backoff_factor=2,
-    )
-    async def escalate_ticket(packet: EscalationPacket, ctx: Context) -> EscalationRecord:
-        summary = steps.escalation_summary(packet)
-        ctx.log(summary)
-        return EscalationRecord(ticket_id=packet.ticket_id, reason=packet.reason, summary=summary)
+    @hatchet.task(name=TaskName.SEND_REPLY, input_validator=ReplyRequest, **delivery_policy)
+    async def send_reply(request: ReplyRequest, ctx: Context) -> ReplySent:
+        ctx.log(f"reply to {request.customer_email} (round {request.round}): {request.message}")
+        try:
+            return await steps.send_reply(need(), request)
+        except DeliveryRefused as exc:
+            raise NonRetryableException(str(exc)) from exc
+
+    @hatchet.task(name=TaskName.ESCALATE, input_validator=EscalationRequest, **delivery_policy)
+    async def escalate_ticket(request: EscalationRequest, ctx: Context) -> EscalationRecord:
+        ctx.log(steps.escalation_summary(request.packet))
+        try:
+            return await steps.escalate(need(), request)
+        except DeliveryRefused as exc:
+            raise NonRetryableException(str(exc)) from exc
+
+    @hatchet.task(name=TaskName.RESOLVE, input_validator=ResolutionRequest, **delivery_policy)
+    async def resolve_ticket(request: ResolutionRequest, ctx: Context) -> ResolutionRecord:
+        ctx.log(f"ticket {request.ticket_id} resolved by the {request.resolved_by}")
+        try:
+            return await steps.resolve(need(), request)
+        except DeliveryRefused as exc:
+            raise NonRetryableException(str(exc)) from exc
 
     return ChildTasks(
         triage=triage_ticket,
@@ -212,4 +226,5 @@ def build_child_tasks(
         receive_reply=receive_reply,
         send_reply=send_reply,
         escalate=escalate_ticket,
+        resolve=resolve_ticket,
     )

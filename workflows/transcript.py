@@ -27,6 +27,7 @@ from agent.tickets import TICKET_ID_PATTERN, TriageResult
 from workflows.models import (
     CodeRunRequest,
     CodeRunResult,
+    EscalationRequest,
     ReceivedReply,
     ReplyEvent,
     ReplyRequest,
@@ -348,7 +349,7 @@ def build_transcript(run: TaskRun, children: Sequence[TaskRun]) -> Transcript:
             entries.append(ReplyEntry(id=child.run_id, status=child.status, **fields))
             round_number = request.round + 1
         elif child.task == TaskName.ESCALATE:
-            packet = EscalationPacket.model_validate(child.input)
+            packet = EscalationRequest.model_validate(child.input).packet
             escalation = escalation or packet
             entries.append(
                 EscalationEntry(id=child.run_id, status=child.status, reason=packet.reason)
@@ -523,6 +524,7 @@ async def ticket_runs(
     limit: int,
     since: timedelta = MAX_LOOKBACK,
     ticket_id: str | None = None,
+    offset: int = 0,
 ) -> list[TaskRun]:
     """Recent ``support-ticket`` runs in this namespace, newest first."""
     workflow_id = await ticket_workflow_id(hatchet)
@@ -532,6 +534,7 @@ async def ticket_runs(
         await hatchet.runs.aio_list(
             since=datetime.now(tz=UTC) - since,
             limit=limit,
+            offset=offset or None,
             workflow_ids=[workflow_id],
             additional_metadata={"ticket_id": ticket_id} if ticket_id else None,
         )

@@ -8,7 +8,14 @@ from collections.abc import AsyncGenerator
 from hatchet_sdk import Hatchet, RateLimitDuration
 
 from sandbox import DockerSandbox, SandboxError
-from workflows.deps import AttachmentLoader, Dependencies, choose_llm, describe_planner
+from workflows.deps import (
+    AttachmentLoader,
+    Dependencies,
+    choose_deliverer,
+    choose_llm,
+    describe_delivery,
+    describe_planner,
+)
 from workflows.names import LLM_RATE_LIMIT_KEY, SANDBOX_LABEL, SANDBOX_LABEL_VALUE
 from workflows.settings import Settings
 from workflows.support import build_support_workflow
@@ -50,7 +57,11 @@ def run_worker(
     llm = choose_llm(settings)
     if sandboxes:
         check_docker(settings)
-    deps = Dependencies(llm=llm, attachments=AttachmentLoader.from_hatchet(hatchet))
+    deps = Dependencies(
+        llm=llm,
+        attachments=AttachmentLoader.from_hatchet(hatchet),
+        delivery=choose_deliverer(settings),
+    )
     workflow = build_support_workflow(hatchet, settings, deps)
     # Model calls from every worker share one limit (the key is not namespaced).
     hatchet.rate_limits.put(
@@ -64,9 +75,10 @@ def run_worker(
             await sandbox.start()
             deps.sandbox = sandbox
         log.info(
-            "worker started; customers are answered by: %s; code runs: %s",
+            "worker started; customers are answered by: %s; code runs: %s; delivery: %s",
             describe_planner(deps.llm),
             "yes (Docker sandbox)" if sandbox else "no (--no-sandbox)",
+            describe_delivery(deps.delivery),
         )
         try:
             yield

@@ -29,6 +29,8 @@ from workflows.diagnose import TicketState
 from workflows.models import (
     CodeRunRequest,
     CodeRunResult,
+    EscalationRecord,
+    EscalationRequest,
     ReplyEvent,
     ReplyRequest,
     ReplySent,
@@ -192,7 +194,12 @@ def full_children() -> list[TaskRun]:
         script(2, 1),
         turn(3, "", ["reply_to_customer"], tokens=234),
         reply(4),
-        child("escalate-ticket", 9, packet(), packet()),
+        child(
+            "escalate-ticket",
+            9,
+            EscalationRequest(run_id=RUN_ID, timestamp=T0, packet=packet()),
+            EscalationRecord(ticket_id=TICKET.ticket_id, reason="r", summary="s"),
+        ),
     ]
 
 

@@ -1,0 +1,302 @@
+"""A helpdesk connected over HTTP: the real API server, worker, engine and a webhook receiver.
+
+The API runs as ``support-agent serve`` (a real uvicorn server); requests are
+signed with the reference Standard Webhooks library; the agent's events go to
+a real HTTP receiver that verifies their signatures and dedupes on the id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from hatchet_sdk import Hatchet
+
+from tests.conftest import eventually, new_ticket_id
+from tests.e2e.conftest import WorkerProcess
+from tests.webhooks import Receiver, new_secret, signed_headers
+from workflows.engine import EngineInfo, connect
+from workflows.names import REPLY_EVENT
+from workflows.settings import Settings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
+API_SECRET = new_secret()
+DELIVERY_SECRET = new_secret()
+LOG = b"2026-11-20T10:00:01Z ERROR db: connection pool exhausted\n" * 3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ApiServer:
+    """``support-agent serve`` in a subprocess, in a given namespace."""
+
+    def __init__(self, namespace: str, log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "HATCHET_CLIENT_NAMESPACE": namespace,
+            "SUPPORT_AGENT_API_SECRET": API_SECRET,
+        }
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "serve", "--port", str(self.port)],
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
+        self.log_path = log_path
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=1).ok:
+                    return
+            except requests.ConnectionError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the API did not start: {log_path.read_text()}")
+            time.sleep(0.2)
+
+    def request(
+        self, method: str, path: str, payload: Any = None, *, msg_id: str | None = None
+    ) -> requests.Response:
+        body = b"" if payload is None else json.dumps(payload).encode()
+        headers = signed_headers(API_SECRET, body, msg_id=msg_id)
+        return requests.request(method, self.url + path, data=body, headers=headers, timeout=30)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def api_namespace() -> str:
+    return f"h{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    # The first delivery is answered 503: Hatchet must retry it, with the same id.
+    with Receiver(DELIVERY_SECRET, fail_first=1) as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def helpdesk_worker(
+    engine: EngineInfo | None,
+    api_namespace: str,
+    receiver: Receiver,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(
+        api_namespace,
+        tmp_path_factory.mktemp("helpdesk-worker") / "worker.log",
+        {
+            "SUPPORT_AGENT_DELIVERY_URL": receiver.url,
+            "SUPPORT_AGENT_DELIVERY_SECRET": DELIVERY_SECRET,
+        },
+    )
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def api(
+    engine: EngineInfo | None,
+    helpdesk_worker: WorkerProcess,
+    api_namespace: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ApiServer]:
+    server = ApiServer(api_namespace, tmp_path_factory.mktemp("api") / "api.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def api_hatchet(settings: Settings, api_namespace: str) -> Hatchet:
+    return connect(settings, namespace=api_namespace)
+
+
+def ticket_payload(ticket_id: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "ticket_id": ticket_id,
+        "customer_email": "dana@example.com",
+        "subject": "Exports fail with error 500",
+        "body": "Every CSV export fails since this morning. Log attached.",
+        "attachments": [{"name": "api.log", "content_base64": base64.b64encode(LOG).decode()}],
+        **extra,
+    }
+
+
+async def event_of(receiver: Receiver, ticket_id: str, kind: str, within: float = 120) -> Any:
+    async def seen() -> Any:
+        return next((e for e in receiver.of_ticket(ticket_id) if e["type"] == kind), None)
+
+    return await eventually(seen, within=within, what=f"{kind} for {ticket_id}")
+
+
+async def status_of(api: ApiServer, ticket_id: str, wanted: str, within: float = 120) -> Any:
+    async def check() -> Any:
+        body = (await asyncio.to_thread(api.request, "GET", f"/v1/tickets/{ticket_id}")).json()
+        return body if body.get("status") == wanted else None
+
+    return await eventually(check, within=within, what=f"{ticket_id} {wanted}")
+
+
+async def test_a_signed_ticket_ends_with_signed_events_at_the_helpdesk(
+    api: ApiServer, receiver: Receiver, api_hatchet: Hatchet
+) -> None:
+    ticket_id = new_ticket_id("H")
+    msg_id = f"msg_{uuid.uuid4().hex}"
+    first = api.request("POST", "/v1/tickets", ticket_payload(ticket_id), msg_id=msg_id)
+    assert first.status_code == 202, first.text
+    assert first.json()["ticket_id"] == ticket_id
+    # The helpdesk retries the same delivery: the same answer, no second ticket.
+    again = api.request("POST", "/v1/tickets", ticket_payload(ticket_id), msg_id=msg_id)
+    assert (again.status_code, again.json()) == (202, first.json())
+    # A new delivery of the same ticket while its run is live does not cancel it.
+    duplicate = api.request("POST", "/v1/tickets", ticket_payload(ticket_id))
+    assert duplicate.status_code == 409 and duplicate.json()["field"] == "ticket_id"
+
+    replied = await event_of(receiver, ticket_id, "ticket.replied")
+    assert (
+        replied["data"]["round"] == 1 and "api.log has 3 error lines" in replied["data"]["message"]
+    )
+    waiting = await status_of(api, ticket_id, "waiting for customer")
+    assert waiting["run_id"] == first.json()["run_id"]
+    assert [m["direction"] for m in waiting["messages"]] == ["agent"]
+    assert waiting["scripts"] and waiting["scripts"][0]["exit_code"] == 0
+
+    # Malformed, unsigned and replayed replies change nothing.
+    assert (
+        api.request("POST", f"/v1/tickets/{ticket_id}/replies", {"message": " "}).status_code == 422
+    )
+    unsigned = await asyncio.to_thread(
+        requests.post, f"{api.url}/v1/tickets/{ticket_id}/replies", json={"message": "hi"}
+    )
+    assert unsigned.status_code == 401
+    reply = {"message": "Thanks, that was it: it works now."}
+    reply_id = f"msg_{uuid.uuid4().hex}"
+    taken = api.request("POST", f"/v1/tickets/{ticket_id}/replies", reply, msg_id=reply_id)
+    assert taken.status_code == 202, taken.text
+    replayed = api.request("POST", f"/v1/tickets/{ticket_id}/replies", reply, msg_id=reply_id)
+    assert replayed.json() == taken.json()
+
+    resolved = await event_of(receiver, ticket_id, "ticket.resolved")
+    assert resolved["data"]["customer_reply"] == reply["message"]
+    final = await status_of(api, ticket_id, "resolved")
+    directions = [(m["direction"], m["accepted"]) for m in final["messages"]]
+    assert directions == [("agent", True), ("customer", True), ("agent", True)]
+    # One reply event reached the ticket: the replay pushed nothing.
+    rows = (
+        await api_hatchet.runs.aio_list(
+            additional_metadata={"ticket_id": ticket_id}, only_tasks=True
+        )
+    ).rows
+    assert sum(1 for r in rows if (r.workflow_name or "").endswith("receive-reply")) == 1
+    assert sum(1 for r in rows if (r.workflow_name or "").endswith("support-ticket")) == 1
+    # Every event arrived once however often it was attempted; retries kept the id.
+    events = receiver.of_ticket(ticket_id)
+    assert sorted(e["type"] for e in events) == [
+        "ticket.replied",
+        "ticket.replied",
+        "ticket.resolved",
+    ]
+    assert not receiver.rejected
+    assert len(receiver.attempts) > len(receiver.events)  # the 503 was retried
+
+
+async def test_silence_ends_with_a_signed_escalation_carrying_the_packet(
+    api: ApiServer, receiver: Receiver
+) -> None:
+    ticket_id = new_ticket_id("E")
+    response = api.request(
+        "POST", "/v1/tickets", ticket_payload(ticket_id, reply_timeout_seconds=3)
+    )
+    assert response.status_code == 202, response.text
+    escalated = await event_of(receiver, ticket_id, "ticket.escalated")
+    assert escalated["data"]["reason"] == "no reply from the customer within 3 s"
+    packet = escalated["data"]["packet"]
+    assert packet["ticket_id"] == ticket_id and packet["scripts"][0]["exit_code"] == 0
+    final = await status_of(api, ticket_id, "escalated")
+    assert final["escalation_reason"] == escalated["data"]["reason"]
+    listed = api.request("GET", "/v1/tickets?limit=50").json()
+    assert ticket_id in [row["ticket_id"] for row in listed["tickets"]]
+
+
+async def test_replies_to_unknown_or_closed_tickets_are_refused(api: ApiServer) -> None:
+    unknown = api.request("POST", f"/v1/tickets/{new_ticket_id('U')}/replies", {"message": "hi"})
+    assert unknown.status_code == 404
+    assert api.request("GET", f"/v1/tickets/{new_ticket_id('U')}").status_code == 404
+    assert api.request("GET", "/readyz").json()["status"] == "ready"
+
+
+# -- Hatchet's support-agent cookbook tests, adapted only in how the ticket is submitted --------
+
+
+async def ticket_result(hatchet: Hatchet, run_id: str) -> Any:
+    """The run's result as the cookbook's ``ref.aio_result()`` gives it (the task's output)."""
+    result = await asyncio.wait_for(hatchet.runs.get_run_ref(run_id).aio_result(), timeout=120)
+    (output,) = result.values()  # keyed by the (namespaced) task name
+    return output
+
+
+async def test_cookbook_reply_before_timeout(api: ApiServer, api_hatchet: Hatchet) -> None:
+    """Customer replies before timeout -> workflow resolves."""
+    ticket_id = f"test-{uuid.uuid4().hex[:8]}"
+    ticket = {
+        "ticket_id": ticket_id,
+        "customer_email": "alice@example.com",
+        "subject": "Login broken",
+        "body": "I can't log in since this morning.",
+    }
+    run_id = api.request("POST", "/v1/tickets", ticket).json()["run_id"]
+
+    await api_hatchet.event.aio_push(
+        REPLY_EVENT,
+        {"message": "Actually, I just needed to clear my cookies. Fixed!"},
+        scope=ticket_id,
+    )
+
+    result = await ticket_result(api_hatchet, run_id)
+
+    assert result["ticket_id"] == ticket_id
+    assert result["status"] == "resolved"
+    assert result["triage_category"] is not None
+    assert result["initial_reply"] is not None
+
+
+async def test_cookbook_timeout_escalation(api: ApiServer, api_hatchet: Hatchet) -> None:
+    """No customer reply -> workflow escalates after timeout."""
+    ticket_id = f"test-{uuid.uuid4().hex[:8]}"
+    ticket = {
+        "ticket_id": ticket_id,
+        "customer_email": "bob@example.com",
+        "subject": "Billing issue",
+        "body": "I was charged twice for my subscription.",
+        "reply_timeout_seconds": 3,
+    }
+    run_id = api.request("POST", "/v1/tickets", ticket).json()["run_id"]
+
+    result = await ticket_result(api_hatchet, run_id)
+
+    assert result["ticket_id"] == ticket_id
+    assert result["status"] == "escalated"
+    assert result["triage_category"] is not None
+    assert result["initial_reply"] is not None

@@ -1,0 +1,171 @@
+"""The HTTP API's front door and input checks, with no engine behind it.
+
+Everything here must be refused (or answered) before the engine is needed:
+with no engine running, a request that got past the checks would be a 503.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from tests.webhooks import new_secret, signed_headers
+from workflows.settings import Settings
+
+SECRET = new_secret()
+TICKET = {"customer_email": "dana@example.com", "subject": "Export broken", "body": "It fails."}
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> TestClient:
+    settings = Settings(state_dir=tmp_path, api_secret=SECRET, api_max_body_bytes=64 * 1024)
+    return TestClient(create_app(settings), raise_server_exceptions=False)
+
+
+def post(client: TestClient, path: str, payload: Any, **sign: Any) -> Any:
+    body = json.dumps(payload).encode()
+    return client.post(path, content=body, headers=signed_headers(SECRET, body, **sign))
+
+
+def test_health_needs_no_signature_and_readiness_says_the_engine_is_down(
+    client: TestClient,
+) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and "no Hatchet engine is running" in ready.json()["error"]
+
+
+def test_the_openapi_document_is_served(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    assert {"/v1/tickets", "/v1/tickets/{ticket_id}", "/v1/tickets/{ticket_id}/replies"} <= set(
+        document["paths"]
+    )
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"webhook-id": "msg_1", "webhook-timestamp": "1", "webhook-signature": "v1,AAAA"},
+        {"webhook-id": "msg_1", "webhook-timestamp": "x", "webhook-signature": "garbage"},
+    ],
+)
+def test_unsigned_or_badly_signed_requests_are_401(client: TestClient, headers: Any) -> None:
+    for method, path in (("POST", "/v1/tickets"), ("GET", "/v1/tickets"), ("GET", "/v1/nope")):
+        response = client.request(method, path, content=b"{}", headers=headers)
+        assert response.status_code == 401, (method, path)
+        assert response.json()["error"].startswith("unauthenticated")
+
+
+def test_a_signature_for_another_body_or_secret_or_time_is_401(client: TestClient) -> None:
+    body = json.dumps(TICKET).encode()
+    tampered = client.post("/v1/tickets", content=body + b" ", headers=signed_headers(SECRET, body))
+    assert tampered.status_code == 401
+    other = client.post("/v1/tickets", content=body, headers=signed_headers(new_secret(), body))
+    assert other.status_code == 401
+    old = post(client, "/v1/tickets", TICKET, at=datetime.now(tz=UTC) - timedelta(minutes=6))
+    assert old.status_code == 401 and "too old" in old.json()["error"]
+
+
+def test_a_get_signs_an_empty_body(client: TestClient) -> None:
+    response = client.get("/v1/tickets", headers=signed_headers(SECRET, b""))
+    assert response.status_code == 503  # past the door: only the engine is missing
+
+
+def test_oversized_bodies_are_refused_before_they_are_read(client: TestClient) -> None:
+    big = b"x" * (64 * 1024 + 1)
+    declared = client.post("/v1/tickets", content=big, headers=signed_headers(SECRET, big))
+    assert declared.status_code == 413
+
+    def chunks() -> Any:  # no Content-Length: refused as the stream passes the limit
+        for _ in range(100):
+            yield b"x" * 4096
+
+    streamed = client.post("/v1/tickets", content=chunks(), headers=signed_headers(SECRET))
+    assert streamed.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"body": "  "}, "body", "the body is empty"),
+        ({"subject": "x" * 301}, "subject", "the subject is 301 characters; the limit is 300"),
+        ({"customer_email": "nope"}, "customer_email", "not a valid customer email address"),
+        ({"ticket_id": "../etc"}, "ticket_id", "not a valid ticket id: '../etc'"),
+        ({"reply_timeout_seconds": 0}, "reply_timeout_seconds", "greater than 0"),
+        ({"unexpected": 1}, "unexpected", "Extra inputs are not permitted"),
+        ({"body": 5}, "body", "valid string"),
+        (
+            {"attachments": [{"name": "../x", "content_base64": "eA=="}]},
+            "attachments.0.name",
+            "attachment name '../x' is not allowed",
+        ),
+        (
+            {"attachments": [{"name": "a.log", "content_base64": "%%%"}]},
+            "attachments.0.content_base64",
+            "not valid base64",
+        ),
+    ],
+)
+def test_bad_tickets_are_422_naming_the_field(
+    client: TestClient, change: dict[str, Any], field: str, message: str
+) -> None:
+    response = post(client, "/v1/tickets", {**TICKET, **change})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert message in response.json()["error"]
+
+
+def test_an_attachment_over_the_limit_is_413(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, api_secret=SECRET)
+    client = TestClient(create_app(settings), raise_server_exceptions=False)
+    content = base64.b64encode(b"x" * (512 * 1024 + 1)).decode()
+    response = post(
+        client,
+        "/v1/tickets",
+        {**TICKET, "attachments": [{"name": "a.log", "content_base64": content}]},
+    )
+    assert response.status_code == 413 and "the limit is 524288" in response.json()["error"]
+
+
+def test_not_json_is_422(client: TestClient) -> None:
+    body = b"{not json"
+    response = client.post("/v1/tickets", content=body, headers=signed_headers(SECRET, body))
+    assert response.status_code == 422
+
+
+def test_bad_replies_and_paths_are_422(client: TestClient) -> None:
+    assert post(client, "/v1/tickets/T-1/replies", {"message": ""}).json()["field"] == "message"
+    response = post(client, "/v1/tickets/bad%20id/replies", {"message": "hi"})
+    assert response.status_code == 422 and response.json()["field"] == "ticket_id"
+
+
+def test_a_replayed_delivery_gets_the_first_answer_and_runs_once(client: TestClient) -> None:
+    first = post(client, "/v1/tickets", {**TICKET, "body": " "}, msg_id="msg_same")
+    again = post(client, "/v1/tickets", {**TICKET, "body": " "}, msg_id="msg_same")
+    assert (first.status_code, first.json()) == (again.status_code, again.json())
+    other_body = post(client, "/v1/tickets", TICKET, msg_id="msg_same")
+    assert other_body.status_code == 409 and "another request" in other_body.json()["error"]
+
+
+def test_a_failure_on_our_side_lets_the_retry_through(client: TestClient) -> None:
+    # No engine: a 503, which must not be remembered as the answer to this id.
+    assert post(client, "/v1/tickets", TICKET, msg_id="msg_retry").status_code == 503
+    assert post(client, "/v1/tickets", TICKET, msg_id="msg_retry").status_code == 503
+
+
+def test_the_api_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="SUPPORT_AGENT_API_SECRET is not set"):
+        create_app(Settings(state_dir=tmp_path))
+    with pytest.raises(ValueError, match="not a valid whsec_"):
+        create_app(Settings(state_dir=tmp_path, api_secret="whsec_***"))
+    app = create_app(Settings(state_dir=tmp_path), insecure_no_auth=True)
+    unsigned = TestClient(app, raise_server_exceptions=False).post("/v1/tickets", json=TICKET)
+    assert unsigned.status_code == 503  # let in, and stopped only by the missing engine

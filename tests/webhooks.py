@@ -1,0 +1,102 @@
+"""Standard Webhooks on the test side: a signing client and a verifying receiver.
+
+Both use the reference library, independently of the code under test's own
+use of it, and the receiver is a real HTTP server on loopback.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import uuid
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from standardwebhooks import Webhook
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
+
+
+def signed_headers(
+    secret: str,
+    body: bytes = b"",
+    *,
+    msg_id: str | None = None,
+    at: datetime | None = None,
+) -> dict[str, str]:
+    sent_at = at or datetime.now(tz=UTC)
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    return {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(sent_at.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id, sent_at, body.decode()),
+    }
+
+
+class Receiver:
+    """A helpdesk's webhook endpoint: verifies each event, dedupes on webhook-id.
+
+    ``fail_first`` answers that many deliveries with a 503 before accepting,
+    so Hatchet's retries are exercised.
+    """
+
+    def __init__(self, secret: str, fail_first: int = 0) -> None:
+        self.secret = secret
+        self.fail_first = fail_first
+        self.events: dict[str, dict[str, Any]] = {}
+        self.attempts: list[str] = []
+        self.rejected: list[str] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                status = receiver.take(body, dict(self.headers.items()))
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/support-agent"
+
+    def take(self, body: bytes, headers: dict[str, str]) -> int:
+        try:
+            Webhook(self.secret).verify(body, headers)
+        except Exception as exc:
+            with self._lock:
+                self.rejected.append(str(exc))
+            return 401
+        msg_id = {k.lower(): v for k, v in headers.items()}["webhook-id"]
+        with self._lock:
+            self.attempts.append(msg_id)
+            if self.fail_first > 0:
+                self.fail_first -= 1
+                return 503
+            self.events.setdefault(msg_id, json.loads(body))
+        return 204
+
+    def of_ticket(self, ticket_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            events = list(self.events.values())
+        return [e for e in events if e["data"].get("ticket_id") == ticket_id]
+
+    def __enter__(self) -> Receiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

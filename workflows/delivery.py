@@ -1,0 +1,126 @@
+"""Outbound events to the helpdesk: signed JSON POSTs, per the Standard Webhooks spec.
+
+The agent's replies, resolutions and escalations are delivered by child
+tasks, so Hatchet owns the retries: a timeout, a connection failure, a 5xx,
+408 or 429 raises a retryable error; any other 4xx means the request itself
+is wrong and is marked non-retryable. Each event's ``webhook-id`` is derived
+from the ticket run and what happened in it, so a retried or replayed
+delivery is recognisably the same message and a receiver that dedupes on
+the id never shows the customer a reply twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx2
+from pydantic import BaseModel, Field
+from standardwebhooks import Webhook
+
+EventType = Literal["ticket.replied", "ticket.resolved", "ticket.escalated"]
+RETRYABLE_STATUS = frozenset({408, 429})
+
+
+def event_id(run_id: str, kind: EventType, round_number: int) -> str:
+    """Stable per message: the same ticket run, event and round give the same id."""
+    digest = hashlib.sha256(f"{run_id}:{kind}:{round_number}".encode()).hexdigest()[:32]
+    return f"msg_{digest}"
+
+
+class DeliveryEvent(BaseModel):
+    """One outbound event; its JSON is the request body (type, timestamp, data)."""
+
+    id: str = Field(description="The webhook-id: stable across retries and replays.")
+    type: EventType
+    timestamp: datetime
+    data: dict[str, Any]
+
+    def body(self) -> str:
+        return json.dumps(
+            {"type": self.type, "timestamp": self.timestamp.isoformat(), "data": self.data},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+
+class DeliveryResult(BaseModel):
+    """What became of an event: delivered (with the receiver's status) or skipped."""
+
+    id: str
+    type: EventType
+    delivered: bool
+    status_code: int | None = None
+    skipped_reason: str | None = None
+
+
+class DeliveryRefused(Exception):
+    """The receiver refused the event (a 4xx other than 408/429): retrying cannot help."""
+
+
+class DeliveryFailed(Exception):
+    """The receiver could not take the event now (timeout, connection, 5xx): retry later."""
+
+
+def describe_url(url: str) -> str:
+    """The URL without credentials or query, for logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class Deliverer:
+    """Signs and POSTs events to one URL."""
+
+    def __init__(
+        self,
+        url: str,
+        secret: str,
+        *,
+        timeout_seconds: float = 10,
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url
+        self._webhook = Webhook(secret)
+        self._timeout = timeout_seconds
+        self._transport = transport
+
+    def headers(
+        self, event: DeliveryEvent, body: str, now: datetime | None = None
+    ) -> dict[str, str]:
+        sent_at = now or datetime.now(tz=UTC)
+        return {
+            "content-type": "application/json",
+            "webhook-id": event.id,
+            "webhook-timestamp": str(int(sent_at.timestamp())),
+            "webhook-signature": self._webhook.sign(event.id, sent_at, body),
+        }
+
+    async def deliver(self, event: DeliveryEvent) -> DeliveryResult:
+        body = event.body()
+        try:
+            async with httpx2.AsyncClient(
+                timeout=self._timeout, transport=self._transport, follow_redirects=False
+            ) as client:
+                response = await client.post(
+                    self.url, content=body.encode(), headers=self.headers(event, body)
+                )
+        except httpx2.TransportError as exc:  # timeouts, refused connections, resets
+            raise DeliveryFailed(
+                f"{event.type} {event.id} to {describe_url(self.url)}: {type(exc).__name__}: {exc}"
+            ) from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            return DeliveryResult(id=event.id, type=event.type, delivered=True, status_code=status)
+        message = f"{event.type} {event.id} to {describe_url(self.url)}: HTTP {status}"
+        if status >= 500 or status in RETRYABLE_STATUS:
+            raise DeliveryFailed(message)
+        raise DeliveryRefused(message)
+
+
+def skipped(event: DeliveryEvent, reason: str) -> DeliveryResult:
+    return DeliveryResult(id=event.id, type=event.type, delivered=False, skipped_reason=reason)
