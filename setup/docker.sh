@@ -16,11 +16,17 @@ set -euo pipefail
 DAEMON_JSON=${SUPPORT_AGENT_DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}
 SETUP_LABEL=support-agent.setup=1
 # gVisor cannot run in the host's network namespace (dockerd here has no
-# bridge); "--network=none" gives each sandbox a loopback of its own.
+# bridge): "--network=none" gives each sandbox a loopback of its own. (Not
+# "--oci-seccomp": this release then turns clone3 into EPERM, which breaks
+# system() and popen(); the sandbox's supervisor installs its own filter.)
 RUNSC_ARGS='["--network=none"]'
 
 daemon_runtimes() { docker info -f '{{range $name, $_ := .Runtimes}}{{$name}} {{end}}' 2>/dev/null; }
 has_runsc() { [[ " $(daemon_runtimes) " == *" runsc "* ]]; }
+# runsc is registered with its arguments (the daemon's view, after a reload).
+runsc_complete() {
+  [[ "$(docker info -f '{{json .Runtimes.runsc.Args}}' 2>/dev/null)" == "$(tr -d ' ' <<<"$RUNSC_ARGS")" ]]
+}
 server_version() { docker version -f '{{.Server.Version}}'; }
 
 # The local dockerd's pid, when it is the daemon that answers.
@@ -73,14 +79,17 @@ EOF
 }
 
 if docker info >/dev/null 2>&1; then
-  if has_runsc; then
-    log "docker: daemon answers (server $(server_version)); gVisor (runsc) is registered: sandboxes run under it"
-  elif pid=$(local_daemon_pid) && started_by_setup; then
+  if pid=$(local_daemon_pid) && started_by_setup; then
     apt_install runsc
-    register_runsc >/dev/null
-    log "docker: registering gVisor (runsc) in $DAEMON_JSON and reloading dockerd (pid $pid)"
-    kill -HUP "$pid"
-    wait_for 30 has_runsc || die "dockerd did not pick up runsc; see $DAEMON_JSON and dockerd's log"
+    changed=$(register_runsc)
+    if [ -n "$changed" ] || ! runsc_complete; then
+      log "docker: registering gVisor (runsc) in $DAEMON_JSON and reloading dockerd (pid $pid)"
+      kill -HUP "$pid"
+      wait_for 30 runsc_complete || die "dockerd did not pick up runsc; see $DAEMON_JSON and dockerd's log"
+    fi
+    log "docker: daemon answers (server $(server_version)); gVisor (runsc) is registered: sandboxes run under it"
+  elif has_runsc; then
+    log "docker: daemon answers (server $(server_version)); gVisor (runsc) is registered: sandboxes run under it"
   else
     log "docker: daemon answers (server $(server_version)) without gVisor (runsc): sandboxes run under runc and share the host kernel (register runsc in that daemon to change it)"
   fi
@@ -98,5 +107,5 @@ nohup dockerd --bridge=none --iptables=false --ip6tables=false --label "$SETUP_L
   >"$SUPPORT_AGENT_STATE_DIR/dockerd.log" 2>&1 &
 echo $! >"$SUPPORT_AGENT_STATE_DIR/dockerd.pid"
 wait_for 60 docker info || die "dockerd did not answer within 60 s; see $SUPPORT_AGENT_STATE_DIR/dockerd.log"
-has_runsc || die "dockerd started without runsc; see $DAEMON_JSON"
+runsc_complete || die "dockerd started without runsc; see $DAEMON_JSON"
 log "docker: daemon answers (server $(server_version)); gVisor (runsc) is registered: sandboxes run under it"
