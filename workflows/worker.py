@@ -63,7 +63,9 @@ def run_worker(
         if sandbox is not None:
             await sandbox.start()
             deps.sandbox = sandbox
-        log.info("planner: %s; sandboxes: %s", deps.llm.name, "yes" if sandbox else "no")
+        log.info(
+            "planner: %s; sandboxes: %s", deps.llm.name, sandbox.runtime_label if sandbox else "no"
+        )
         try:
             yield
         finally:
