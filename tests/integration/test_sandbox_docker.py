@@ -28,15 +28,19 @@ async def test_concurrent_runs_do_not_mix(docker_sandbox, make_request, assert_c
 async def test_bash_with_attachments_and_nested_output(
     docker_sandbox, make_request, assert_cleaned_up
 ) -> None:
+    # ls -l and stat: coreutils' statx calls (see setup/sandbox-compat).
     script = (
         "set -e\nls /work/input\nmkdir -p /work/output/a/b\n"
         "wc -l < /work/input/log.txt > /work/output/a/b/count\n"
+        "ls -l /work/input | grep -c 'r--r--r-- 1 root root 6 ' >&2\n"
+        "stat -c '%s %a %U' /work/input/log.txt >&2\n"
     )
     result = await docker_sandbox.run(
         make_request(script, language="bash", files=[InputFile(name="log.txt", data=b"1\n2\n3\n")])
     )
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "log.txt\n"
+    assert result.stderr == "1\n6 444 root\n"
     assert [(f.name, f.text) for f in result.output_files] == [("a/b/count", "3\n")]
     assert_cleaned_up()
 

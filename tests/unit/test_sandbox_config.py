@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from sandbox import SandboxConfig, SandboxError
-from sandbox.containers import Runtime, resolve_runtime
+from sandbox.containers import Runtime, memory_limit_mb, pids_limits, resolve_runtime
 from sandbox.naming import Labels, container_name, pool_container_name
 
 DOCKER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -127,3 +127,16 @@ def test_runtime_resolution(
 def test_an_unregistered_runtime_is_a_clear_error() -> None:
     with pytest.raises(SandboxError, match="'runsc' is not registered with Docker"):
         resolve_runtime(StubDocker(RUNC), SandboxConfig(runtime="runsc"))  # type: ignore[arg-type]
+
+
+def test_gvisor_limits_the_code_inside_and_leaves_itself_room_outside() -> None:
+    config = SandboxConfig(pids=100, memory_mb=512)
+    # runc: the pids cgroup and the memory limit are the code's, as configured.
+    assert pids_limits(config, Runtime("runc", False)) == (100, [])
+    assert memory_limit_mb(config, Runtime("runc", False)) == 512
+    # gVisor: RLIMIT_NPROC holds the code to its limit; the cgroup is a backstop
+    # for gVisor's own threads and memory.
+    host_pids, ulimits = pids_limits(config, Runtime("runsc", True))
+    assert [(u["Name"], u["Soft"], u["Hard"]) for u in ulimits] == [("nproc", 100, 100)]
+    assert host_pids > 10 * config.pids
+    assert memory_limit_mb(config, Runtime("runsc", True)) == 512 + 64 + 4 * 100
