@@ -109,7 +109,8 @@ def render(result: ExecutionResult) -> str:
     """A readable summary: status line, notes, both streams in full, file list."""
     lines = [
         f"exit code: {result.exit_code}   duration: {result.duration_seconds:.2f}s"
-        f"   flags: {', '.join(result.flags()) or 'none'}   container: {result.container_name}",
+        f"   flags: {', '.join(result.flags()) or 'none'}   container: {result.container_name}"
+        f"   runtime: {result.runtime} (kernel {result.kernel})",
     ]
     lines += [f"note: {note}" for note in result.notes]
     for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):

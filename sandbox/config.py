@@ -9,6 +9,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MIB = 1024 * 1024
+# The runtime setting that picks gVisor wherever the daemon has it.
+AUTO_RUNTIME = "auto"
 
 
 class SandboxConfig(BaseModel):
@@ -18,8 +20,13 @@ class SandboxConfig(BaseModel):
 
     # What runs.
     image: str = Field(default="support-agent-sandbox:latest", min_length=1)
-    runtime: str | None = Field(
-        default=None, description="OCI runtime, e.g. 'runsc' for gVisor; None: Docker's default."
+    runtime: str = Field(
+        default=AUTO_RUNTIME,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description=(
+            "OCI runtime: 'auto' is gVisor (runsc) where Docker has it registered, else"
+            " Docker's default (runc); or a registered name, e.g. 'runc' or 'runsc'."
+        ),
     )
     user: str = Field(
         default="10001:10001",

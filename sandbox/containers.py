@@ -8,8 +8,11 @@ else, so a pool container and a fresh one can never differ.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +23,22 @@ from docker.types import DriverConfig, LogConfig, Mount, Ulimit
 
 from sandbox import supervisor
 from sandbox.archive import input_archive
-from sandbox.config import MIB, SandboxConfig
+from sandbox.config import AUTO_RUNTIME, MIB, SandboxConfig
 from sandbox.errors import SandboxError
 from sandbox.models import InputFile
 from sandbox.naming import Labels
 
+log = logging.getLogger(__name__)
+
+GVISOR = "runsc"
+# Under gVisor the host's pids limit is a backstop for the sandbox kernel's own
+# threads (see pids_limits): this many host tasks per task of the code, plus a base.
+GVISOR_HOST_PIDS_PER_TASK = 16
+GVISOR_HOST_PIDS_BASE = 256
+# Memory gVisor needs besides the code's (see memory_limit_mb): its kernel, and
+# about 4 MB per forked Python process that Linux would share copy-on-write.
+GVISOR_MEMORY_BASE_MB = 64
+GVISOR_MEMORY_PER_TASK_MB = 4
 SUPERVISOR_SOURCE = Path(supervisor.__file__).read_text(encoding="utf-8")
 INPUT_DIR = "/work/input"
 ROOT = ("0", "0")
@@ -73,6 +87,59 @@ def connect(config: SandboxConfig) -> docker.DockerClient:
         return client
 
 
+def registered_runtimes(client: docker.DockerClient, config: SandboxConfig) -> dict[str, Any]:
+    """The daemon's OCI runtimes (name: its settings) and, under "", its default's name."""
+    with docker_errors(config, "list its runtimes"):
+        info = client.info()
+    runtimes = dict(info.get("Runtimes") or {})
+    runtimes[""] = info.get("DefaultRuntime") or "runc"
+    return runtimes
+
+
+def is_gvisor(name: str, settings: Any) -> bool:
+    """Whether a registered runtime is gVisor: called runsc, or its binary is."""
+    path = settings.get("path", "") if isinstance(settings, dict) else ""
+    return name == GVISOR or os.path.basename(str(path)) == GVISOR
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A runtime the daemon has registered, by name, and whether it is gVisor."""
+
+    name: str
+    gvisor: bool
+
+    def describe(self) -> str:
+        kernel = "gVisor" if self.gvisor else "shares the host kernel"
+        return f"{self.name} ({kernel})"
+
+
+def resolve_runtime(client: docker.DockerClient, config: SandboxConfig) -> Runtime:
+    """The runtime the config asks for; "auto": gVisor where registered, else the default.
+
+    An explicit name the daemon does not know is a ``SandboxError`` now rather
+    than at every container start.
+    """
+    runtimes = registered_runtimes(client, config)
+    default = str(runtimes.pop(""))
+    if config.runtime == AUTO_RUNTIME:
+        gvisor = sorted(name for name, settings in runtimes.items() if is_gvisor(name, settings))
+        if gvisor:
+            return Runtime(GVISOR if GVISOR in gvisor else gvisor[0], True)
+        log.warning(
+            "sandbox: gVisor (runsc) is not registered with Docker; code runs under %s and"
+            " shares the host kernel (see setup/docker.sh)",
+            default,
+        )
+        return Runtime(default, is_gvisor(default, runtimes.get(default)))
+    if config.runtime not in runtimes:
+        raise SandboxError(
+            f"OCI runtime {config.runtime!r} is not registered with Docker"
+            f" (registered: {', '.join(sorted(runtimes)) or 'none'})"
+        )
+    return Runtime(config.runtime, is_gvisor(config.runtime, runtimes[config.runtime]))
+
+
 def user_ids(config: SandboxConfig) -> tuple[str, str]:
     uid, _, gid = config.user.partition(":")
     return uid, gid or uid
@@ -100,8 +167,47 @@ def tmpfs_mounts(config: SandboxConfig, empty_input: bool) -> dict[str, str]:
     return mounts
 
 
+def pids_limits(config: SandboxConfig, runtime: Runtime) -> tuple[int, list[Ulimit]]:
+    """The host's pids limit of the container, and the rlimits that go with it.
+
+    Under runc the container's pids cgroup counts exactly the code's processes
+    and threads: it is the limit. Under gVisor it counts the sandbox kernel's
+    own host threads and, on the ptrace platform, several host stub threads
+    per process of the code (about 5.5 per sleeping process, measured); when
+    it is reached, the sandbox kernel itself fails (gVisor 2022-12-19 panics
+    in its ptrace platform) and the container vanishes without a report. So
+    under gVisor the code's limit is RLIMIT_NPROC, which gVisor's kernel
+    enforces for its own tasks (threads included: fork and clone fail with
+    EAGAIN, as at a pids cgroup limit), and the host limit stays a backstop
+    well above what that many tasks need. (Under runc, RLIMIT_NPROC would
+    count the uid's processes across every container: it is not used there.)
+    """
+    if not runtime.gvisor:
+        return config.pids, []
+    host = config.pids * GVISOR_HOST_PIDS_PER_TASK + GVISOR_HOST_PIDS_BASE
+    return host, [Ulimit(name="nproc", soft=config.pids, hard=config.pids)]
+
+
+def memory_limit_mb(config: SandboxConfig, runtime: Runtime) -> int:
+    """The container's memory limit (swap included: there is none).
+
+    Under runc it is the code's. Under gVisor the same cgroup also holds
+    gVisor's kernel, and gVisor (2022-12-19) has no OOM killer of its own:
+    when the cgroup is full the host kills the sandbox kernel, and the
+    container stops without a report. So gVisor gets room for itself and for
+    ``pids`` processes on top of the code's ``memory_mb``: a fork bomb then
+    stops at the process limit, with its output, as under runc.
+    """
+    if not runtime.gvisor:
+        return config.memory_mb
+    return config.memory_mb + GVISOR_MEMORY_BASE_MB + GVISOR_MEMORY_PER_TASK_MB * config.pids
+
+
 def host_config(
-    client: docker.DockerClient, config: SandboxConfig, input_volume: bool
+    client: docker.DockerClient,
+    config: SandboxConfig,
+    input_volume: bool,
+    runtime: Runtime | None = None,
 ) -> dict[str, Any]:
     """The locked-down HostConfig every sandbox container gets.
 
@@ -109,7 +215,11 @@ def host_config(
     Docker only allows into a volume when the root filesystem is read-only;
     it is a tmpfs-backed local volume (mode 0555, root) removed with the
     container. Without attachments an empty read-only tmpfs takes its place.
+    ``runtime``: the resolved runtime (None: resolve ``config.runtime`` now).
     """
+    if runtime is None:
+        runtime = resolve_runtime(client, config)
+    pids, pids_ulimits = pids_limits(config, runtime)
     tmpfs = tmpfs_mounts(config, empty_input=not input_volume)
     mounts = []
     if input_volume:
@@ -127,7 +237,7 @@ def host_config(
                 ),
             )
         )
-    memory = f"{config.memory_mb}m"
+    memory = f"{memory_limit_mb(config, runtime)}m"
     fsize = config.file_size_limit_mb * MIB
     return dict(
         client.api.create_host_config(
@@ -136,7 +246,7 @@ def host_config(
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             privileged=False,
-            pids_limit=config.pids,
+            pids_limit=pids,
             mem_limit=memory,
             memswap_limit=memory,  # equal to memory: no swap at all
             nano_cpus=int(config.cpus * 1e9),
@@ -144,6 +254,7 @@ def host_config(
                 Ulimit(name="fsize", soft=fsize, hard=fsize),
                 Ulimit(name="nofile", soft=config.open_files_limit, hard=config.open_files_limit),
                 Ulimit(name="core", soft=0, hard=0),
+                *pids_ulimits,
             ],
             tmpfs=tmpfs,
             mounts=mounts or None,
@@ -152,7 +263,7 @@ def host_config(
             # The code could write to pid 1's stdout; with no log driver that
             # goes nowhere instead of filling the host's disk.
             log_config=LogConfig(type=LogConfig.types.NONE),
-            runtime=config.runtime,
+            runtime=runtime.name,
             # The supervisor exits after its report: Docker then removes the
             # container (and its volume) without another API call.
             auto_remove=True,
@@ -169,6 +280,7 @@ def create_container(
     labels: dict[str, str],
     idle_seconds: float,
     input_volume: bool,
+    runtime: Runtime | None = None,
 ) -> str:
     """Create (not start) a sandbox container; a leftover with the same name is removed."""
     kwargs: dict[str, Any] = dict(
@@ -183,7 +295,7 @@ def create_container(
         labels=labels,
         stdin_open=True,
         tty=False,
-        host_config=host_config(client, config, input_volume),
+        host_config=host_config(client, config, input_volume, runtime),
     )
     with docker_errors(config, "create a container"):
         try:

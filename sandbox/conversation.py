@@ -73,6 +73,7 @@ def converse(
         raw.exit_code = report.exit_code
         raw.timed_out = report.timed_out
         raw.oom_killed = report.oom_kills > 0
+        raw.kernel = report.kernel
         if report.duration_seconds is not None:
             raw.duration_seconds = report.duration_seconds
         if raw.timed_out:
@@ -95,8 +96,14 @@ def converse(
         return Conversation(raw, finished=False)
     # The stream ended without a report: the container died under us.
     if oom_killed(client, container):
+        # The OOM killer took the supervisor (under gVisor: the sandbox's
+        # kernel) and so every process: the code died of SIGKILL too.
         raw.oom_killed = True
-        raw.notes.append("the container ran out of memory before it could report")
+        raw.exit_code = 128 + 9
+        raw.notes.append(
+            "the container ran out of memory before it could report: the output until"
+            " then is kept, the output files are lost"
+        )
         return Conversation(raw, finished=False)
     raise SandboxError(
         "the sandbox container stopped before reporting (removed by a retry of the same"

@@ -45,6 +45,9 @@ class DockerSandbox:
         self.config = config
         self._client = client
         self._client_lock = threading.Lock()
+        # The runtime, resolved on first use ("auto" asks the daemon once).
+        self._runtime: containers.Runtime | None = None
+        self._runtime_lock = threading.Lock()
         self._labels = Labels(config.label_prefix)
         self._executor = ThreadPoolExecutor(
             max_workers=config.max_concurrent_runs + 4, thread_name_prefix="sandbox"
@@ -62,9 +65,19 @@ class DockerSandbox:
     def pool(self) -> WarmPool:
         return self._pool
 
+    @property
+    def runtime(self) -> containers.Runtime | None:
+        """The OCI runtime containers run under; None until Docker was first asked."""
+        return self._runtime
+
+    @property
+    def runtime_label(self) -> str:
+        """For a start line: "runsc (gVisor)" or "runc (shares the host kernel)"."""
+        return self._runtime.describe() if self._runtime else "runtime not resolved yet"
+
     async def start(self) -> None:
-        """Reap leftovers now and periodically; start filling the warm pool (if any)."""
-        await self._call(self.client)
+        """Resolve the runtime; reap leftovers now and periodically; fill the warm pool."""
+        await self._call(self.resolve_runtime)
         await self._reaper.start()
         await self._pool.start()
 
@@ -93,7 +106,12 @@ class DockerSandbox:
                 # A reporting supervisor exits and Docker auto-removes the
                 # container; after a timeout we make sure instead of trusting.
                 await self._destroy(container)
-            return build_result(conversation.outcome, container_name=name, from_pool=from_pool)
+            return build_result(
+                conversation.outcome,
+                container_name=name,
+                from_pool=from_pool,
+                runtime=self.resolve_runtime().name,
+            )
 
     def client(self) -> docker.DockerClient:
         """The Docker client, connected on first use (blocking: call from a thread)."""
@@ -101,6 +119,13 @@ class DockerSandbox:
             if self._client is None:
                 self._client = containers.connect(self.config)
             return self._client
+
+    def resolve_runtime(self) -> containers.Runtime:
+        """The runtime containers run under (blocking on first use: call from a thread)."""
+        with self._runtime_lock:
+            if self._runtime is None:
+                self._runtime = containers.resolve_runtime(self.client(), self.config)
+            return self._runtime
 
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
@@ -190,6 +215,7 @@ class DockerSandbox:
             labels=labels,
             idle_seconds=idle_seconds,
             input_volume=files is None or bool(files),
+            runtime=self.resolve_runtime(),
         )
         try:
             containers.start_container(client, self.config, container)

@@ -19,6 +19,9 @@ from sandbox.naming import container_name
 from sandbox.results import RawOutcome, build_result
 from sandbox.validation import prepare_request
 
+# What a fake result says ran the code: nothing did.
+FAKE_RUNTIME = "fake"
+
 Matcher = Callable[[ExecutionRequest], bool]
 
 
@@ -89,7 +92,7 @@ class FakeSandbox:
         raw.oom_killed = outcome.oom_killed
         raw.duration_seconds = min(outcome.duration_seconds, prepared.timeout)
         name = container_name(request.ticket_id, request.run_id, request.step_id)
-        return build_result(raw, container_name=name, from_pool=False)
+        return build_result(raw, container_name=name, from_pool=False, runtime=FAKE_RUNTIME)
 
     def _pick(self, request: ExecutionRequest) -> FakeOutcome:
         if self._queue:

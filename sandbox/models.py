@@ -80,6 +80,13 @@ class ExecutionResult(BaseModel):
     output_files_omitted: int = Field(default=0, description="Files left out by the caps.")
     container_name: str = ""
     from_pool: bool = False
+    runtime: str = Field(
+        default="", description="The OCI runtime that ran the code: 'runsc' is gVisor."
+    )
+    kernel: str = Field(
+        default="",
+        description="The kernel release the code saw: gVisor's own (4.4.0) under runsc.",
+    )
     notes: list[str] = Field(default_factory=list, description="What the sandbox changed or saw.")
 
     def flags(self) -> list[str]:

@@ -32,6 +32,7 @@ class RawOutcome:
     timed_out: bool = False
     oom_killed: bool = False
     duration_seconds: float = 0.0
+    kernel: str = ""
     notes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -47,7 +48,9 @@ class RawOutcome:
         )
 
 
-def build_result(raw: RawOutcome, *, container_name: str, from_pool: bool) -> ExecutionResult:
+def build_result(
+    raw: RawOutcome, *, container_name: str, from_pool: bool, runtime: str
+) -> ExecutionResult:
     stdout = decode_capped(raw.stdout, "stdout")
     stderr = decode_capped(raw.stderr, "stderr")
     notes = list(raw.notes)
@@ -79,6 +82,8 @@ def build_result(raw: RawOutcome, *, container_name: str, from_pool: bool) -> Ex
         output_files_omitted=raw.files.omitted,
         container_name=container_name,
         from_pool=from_pool,
+        runtime=runtime,
+        kernel=raw.kernel,
         notes=notes,
     )
 

@@ -14,6 +14,7 @@ from sandbox.capture import FileCollector
 
 MAX_LINE_BYTES = 256
 MAX_OUTPUT_NAME_BYTES = 4096
+MAX_KERNEL_BYTES = 64
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class ReportParser:
         self.timed_out = False
         self.oom_kills = 0
         self.duration_seconds: float | None = None
+        self.kernel = ""
         self._buf = bytearray()
         # While reading a file: its name, size, bytes still to read, bytes kept.
         self._name_left = 0
@@ -90,6 +92,8 @@ class ReportParser:
                 self.oom_kills = int(value)
             elif key == b"duration_ms":
                 self.duration_seconds = int(value) / 1000
+            elif key == b"kernel":
+                self.kernel = value[:MAX_KERNEL_BYTES].decode("ascii", "replace")
             elif key == b"file":
                 name_len, size, stored = (int(v) for v in value.split(b" "))
                 if not 0 < name_len <= MAX_OUTPUT_NAME_BYTES or min(size, stored) < 0:

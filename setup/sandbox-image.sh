@@ -52,8 +52,25 @@ if [ -z "$base" ]; then
   fi
 fi
 
+# The build context: the gVisor compatibility shim (setup/sandbox-compat), compiled
+# here with the host's C compiler, or nothing when there is none to be had.
+compat_src="$here/sandbox-compat/statx-compat.c"
+context=$(mktemp -d)
+trap 'rm -rf "$context"' EXIT
+if ! command -v cc >/dev/null && [ "$(id -u)" -eq 0 ]; then
+  apt_install gcc
+fi
+if command -v cc >/dev/null &&
+  cc -O2 -shared -fPIC -nostdlib -ffreestanding -fvisibility=hidden \
+    -o "$context/statx-compat.so" "$compat_src" 2>"$SUPPORT_AGENT_STATE_DIR/statx-compat.log"; then
+  compat="built from $(sha256sum <"$compat_src" | cut -c1-16)"
+else
+  compat=none
+  log "sandbox: no C compiler for the gVisor shim ($SUPPORT_AGENT_STATE_DIR/statx-compat.log): under gVisor, ls -l and stat will fail"
+fi
+
 base_id=$(docker image inspect -f '{{.Id}}' "$base")
-digest=$( (cat "$root/Dockerfile.sandbox"; echo "$base_id") | sha256sum | cut -c1-16)
+digest=$( (cat "$root/Dockerfile.sandbox"; echo "$base_id"; echo "$compat") | sha256sum | cut -c1-16)
 image="$image_repo:$digest"
 if docker image inspect "$image" >/dev/null 2>&1; then
   log "sandbox: image $image is up to date"
@@ -64,7 +81,7 @@ else
   network=default
   case "$base" in support-agent-base:*) network=none ;; esac
   docker build -q --network "$network" --build-arg BASE_IMAGE="$base" \
-    -t "$image" -f "$root/Dockerfile.sandbox" "$root/setup/empty-context" >/dev/null
+    -t "$image" -f "$root/Dockerfile.sandbox" "$context" >/dev/null
 fi
 docker tag "$image" "$image_repo:latest"
 echo "$image"

@@ -77,7 +77,7 @@ def run_worker(
         log.info(
             "worker started; customers are answered by: %s; code runs: %s; delivery: %s",
             describe_planner(deps.llm),
-            "yes (Docker sandbox)" if sandbox else "no (--no-sandbox)",
+            f"yes, sandbox runtime {sandbox.runtime_label}" if sandbox else "no (--no-sandbox)",
             describe_delivery(deps.delivery),
         )
         try:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import docker
 import docker.errors
@@ -18,25 +19,40 @@ from sandbox import DockerSandbox, ExecutionRequest, InputFile, SandboxConfig
 # Sandbox (Docker) fixtures
 # ---------------------------------------------------------------------------
 
-SANDBOX_IMAGE = "support-agent-sandbox:latest"
+# The worker's setting names the image to test, as it names the one to run.
+SANDBOX_IMAGE = os.environ.get("SUPPORT_AGENT_SANDBOX__IMAGE", "support-agent-sandbox:latest")
+# Every sandbox test runs under both: runc (the host kernel) and gVisor.
+RUNTIMES = ("runc", "runsc")
+
+
+def _unavailable(message: str) -> NoReturn:
+    """Under CI=true a failure (the security tests must never silently not
+    run there); elsewhere a skip."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def require_docker() -> docker.DockerClient:
-    """A Docker client with the sandbox image present.
-
-    Missing Docker or image: under CI=true that is a failure (the security
-    tests must never silently not run there); elsewhere the test is skipped.
-    """
+    """A Docker client with the sandbox image present."""
     try:
         client = docker.from_env(timeout=30)
         client.ping()
         client.images.get(SANDBOX_IMAGE)
     except (docker.errors.DockerException, OSError) as exc:
-        message = f"Docker with image {SANDBOX_IMAGE} is not available: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        _unavailable(f"Docker with image {SANDBOX_IMAGE} is not available: {exc}")
     return client
+
+
+def require_runtime(client: docker.DockerClient, runtime: str) -> str:
+    """``runtime``, if the daemon has it registered (set-up registers runsc)."""
+    registered = client.info().get("Runtimes") or {}
+    if runtime not in registered:
+        _unavailable(
+            f"OCI runtime {runtime!r} is not registered with Docker (has: {sorted(registered)});"
+            " run setup/docker.sh"
+        )
+    return runtime
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +60,12 @@ def docker_client() -> Iterator[docker.DockerClient]:
     client = require_docker()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session", params=RUNTIMES)
+def runtime(request: pytest.FixtureRequest, docker_client: docker.DockerClient) -> str:
+    """The OCI runtime of the test: every test that uses a sandbox runs under each."""
+    return require_runtime(docker_client, str(request.param))
 
 
 def small_sandbox_config(**overrides: object) -> SandboxConfig:
@@ -75,23 +97,41 @@ def small_sandbox_config(**overrides: object) -> SandboxConfig:
 
 
 @pytest.fixture(scope="session")
-def make_sandbox_config() -> Callable[..., SandboxConfig]:
-    return small_sandbox_config
+def make_sandbox_config(runtime: str) -> Callable[..., SandboxConfig]:
+    """Small configs under the test's runtime."""
+    return functools.partial(small_sandbox_config, runtime=runtime)
 
 
 @pytest.fixture(scope="session")
-def sandbox_config() -> SandboxConfig:
-    return small_sandbox_config()
+def sandbox_config(runtime: str) -> SandboxConfig:
+    return small_sandbox_config(runtime=runtime)
 
 
 @pytest.fixture(scope="session")
-async def docker_sandbox(
-    docker_client: docker.DockerClient, sandbox_config: SandboxConfig
-) -> AsyncIterator[DockerSandbox]:
+async def docker_sandboxes(
+    docker_client: docker.DockerClient,
+) -> AsyncIterator[Callable[[str], DockerSandbox]]:
+    """One pool-less sandbox per runtime, made on first use (for tests that
+    parametrize over runtimes themselves)."""
+    made: dict[str, DockerSandbox] = {}
+
+    def get(runtime: str) -> DockerSandbox:
+        if runtime not in made:
+            config = small_sandbox_config(runtime=require_runtime(docker_client, runtime))
+            made[runtime] = DockerSandbox(config, client=docker_client)
+        return made[runtime]
+
+    yield get
+    for sandbox in made.values():
+        await sandbox.close()
+
+
+@pytest.fixture(scope="session")
+def docker_sandbox(
+    runtime: str, docker_sandboxes: Callable[[str], DockerSandbox]
+) -> DockerSandbox:
     """A sandbox without pool or reaper: every run is a fresh container."""
-    sandbox = DockerSandbox(sandbox_config, client=docker_client)
-    yield sandbox
-    await sandbox.close()
+    return docker_sandboxes(runtime)
 
 
 @pytest.fixture

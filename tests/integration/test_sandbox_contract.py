@@ -9,6 +9,7 @@ would be tested against a lie: this suite is what keeps it honest.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -19,8 +20,8 @@ from sandbox import (
     InputFile,
     InvalidInputError,
     Sandbox,
-    SandboxConfig,
 )
+from tests.integration.conftest import RUNTIMES, small_sandbox_config
 
 pytestmark = pytest.mark.integration
 
@@ -45,12 +46,16 @@ PROGRAMS: dict[str, tuple[str, FakeOutcome]] = {
 }
 
 
-@pytest.fixture(params=["fake", "docker"])
-def sandbox(request: pytest.FixtureRequest, sandbox_config: SandboxConfig) -> Sandbox:
-    if request.param == "docker":
-        docker_sandbox: Sandbox = request.getfixturevalue("docker_sandbox")
-        return docker_sandbox
-    fake = FakeSandbox(sandbox_config)
+CONFIG = small_sandbox_config()
+
+
+# The fake, and Docker under each runtime.
+@pytest.fixture(params=["fake", *RUNTIMES])
+def sandbox(request: pytest.FixtureRequest) -> Sandbox:
+    if request.param != "fake":
+        make: Callable[[str], Sandbox] = request.getfixturevalue("docker_sandboxes")
+        return make(request.param)
+    fake = FakeSandbox(CONFIG)
     for code, outcome in PROGRAMS.values():
         fake.on(code, outcome)
     return fake
@@ -73,6 +78,7 @@ async def test_stdout_and_result_shape(sandbox: Sandbox, make_request) -> None:
     assert (result.timed_out, result.oom_killed) == (False, False)
     assert result.stdout_truncated_bytes == 0 and not result.stdout_invalid_utf8
     assert result.container_name.startswith("sa-")
+    assert result.runtime  # which runtime ran it ("fake" for the fake)
     assert result.duration_seconds >= 0
     assert json.loads(json.dumps(result.model_dump(mode="json")))["stdout"] == "hello\n"
     assert ExecutionResult.model_validate_json(result.model_dump_json()) == result
@@ -85,11 +91,9 @@ async def test_exit_code_and_stderr_pass_through(sandbox: Sandbox, make_request)
     assert "exit code 3" in result.summary()
 
 
-async def test_truncation_keeps_head_and_tail_with_a_note(
-    sandbox: Sandbox, make_request, sandbox_config: SandboxConfig
-) -> None:
+async def test_truncation_keeps_head_and_tail_with_a_note(sandbox: Sandbox, make_request) -> None:
     result = await run(sandbox, make_request, "flood")
-    dropped = 100001 - sandbox_config.stdout_limit_bytes
+    dropped = 100001 - CONFIG.stdout_limit_bytes
     assert result.stdout_truncated_bytes == dropped
     assert f"{dropped} bytes of stdout dropped" in result.stdout
     assert result.stdout.startswith("xxxx") and result.stdout.endswith("xxx\n")

@@ -8,6 +8,7 @@ import pytest
 
 from sandbox import DockerSandbox, InputFile, SandboxError
 from sandbox.containers import remove_container
+from tests.integration.conftest import require_runtime, small_sandbox_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -27,15 +28,19 @@ async def test_concurrent_runs_do_not_mix(docker_sandbox, make_request, assert_c
 async def test_bash_with_attachments_and_nested_output(
     docker_sandbox, make_request, assert_cleaned_up
 ) -> None:
+    # ls -l and stat: coreutils' statx calls (see setup/sandbox-compat).
     script = (
         "set -e\nls /work/input\nmkdir -p /work/output/a/b\n"
         "wc -l < /work/input/log.txt > /work/output/a/b/count\n"
+        "ls -l /work/input | grep -c 'r--r--r-- 1 root root 6 ' >&2\n"
+        "stat -c '%s %a %U' /work/input/log.txt >&2\n"
     )
     result = await docker_sandbox.run(
         make_request(script, language="bash", files=[InputFile(name="log.txt", data=b"1\n2\n3\n")])
     )
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "log.txt\n"
+    assert result.stderr == "1\n6 444 root\n"
     assert [(f.name, f.text) for f in result.output_files] == [("a/b/count", "3\n")]
     assert_cleaned_up()
 
@@ -75,4 +80,32 @@ async def test_a_dead_pool_container_falls_back_to_a_fresh_one(
         remove_container(docker_client, pooled.id)
     result = await pooled_sandbox.run(make_request("print('fresh')"))
     assert result.stdout == "fresh\n" and result.from_pool is False
+    assert_cleaned_up()
+
+
+async def test_the_result_names_the_runtime_and_its_kernel(
+    docker_sandbox, runtime, make_request, assert_cleaned_up
+) -> None:
+    result = await docker_sandbox.run(make_request("import os; print(os.uname().release)"))
+    assert result.runtime == runtime
+    assert result.kernel == result.stdout.strip()
+    # gVisor's kernel calls itself 4.4.0, whatever the host's is.
+    assert (result.kernel == "4.4.0") is (runtime == "runsc")
+    assert_cleaned_up()
+
+
+async def test_by_default_gvisor_runs_the_code_where_registered(
+    docker_client, make_request, assert_cleaned_up
+) -> None:
+    registered = docker_client.info()["Runtimes"]
+    # Under CI=true set-up has registered gVisor: without it this is a failure.
+    require_runtime(docker_client, "runsc")
+    sandbox = DockerSandbox(small_sandbox_config(), client=docker_client)  # runtime "auto"
+    try:
+        result = await sandbox.run(make_request("print(1)"))
+    finally:
+        await sandbox.close()
+    assert "runsc" in registered
+    assert (result.runtime, result.kernel) == ("runsc", "4.4.0")
+    assert sandbox.runtime_label == "runsc (gVisor)"
     assert_cleaned_up()

@@ -112,10 +112,14 @@ async def test_bash_fork_bomb_is_killed(docker_sandbox, make_request, assert_cle
 
 
 async def test_memory_bomb_is_oom_killed(docker_sandbox, make_request, assert_cleaned_up) -> None:
-    code = "blocks = []\nwhile True:\n    blocks.append(bytearray(8 * 1024 * 1024))\n"
+    code = (
+        "print('allocating', flush=True)\nblocks = []\n"
+        "while True:\n    blocks.append(bytearray(8 * 1024 * 1024))\n"
+    )
     result = await docker_sandbox.run(make_request(code))
     assert result.oom_killed is True
     assert result.exit_code == 137
+    assert result.stdout == "allocating\n"  # the output until the kill is kept
     assert "OUT OF MEMORY" in result.summary()
     assert_cleaned_up()
 
@@ -126,7 +130,7 @@ async def test_disk_fill_hits_tmpfs_limits(
     code = textwrap.dedent(
         """
         import errno
-        for path in ["/tmp/fill", "/work/fill", "/work/output/fill", "/fill"]:
+        for path in ["/tmp/fill", "/work/fill", "/work/output/fill", "/var/tmp/fill"]:
             try:
                 with open(path, "wb") as f:
                     while True:
@@ -142,7 +146,8 @@ async def test_disk_fill_hits_tmpfs_limits(
         "/tmp/fill": "ENOSPC",
         "/work/fill": "ENOSPC",
         "/work/output/fill": "ENOSPC",
-        "/fill": "EROFS",  # the root filesystem is read-only
+        # The root filesystem is read-only, even where its modes allow writing (1777).
+        "/var/tmp/fill": "EROFS",
     }
     [fill] = result.output_files
     assert fill.name == "fill"
@@ -209,14 +214,16 @@ async def test_sigterm_ignoring_processes_are_killed(
 
 
 async def test_host_environment_and_secrets_are_invisible(
-    docker_sandbox, make_request, assert_cleaned_up
+    docker_sandbox, runtime, make_request, assert_cleaned_up
 ) -> None:
     secret = f"s3cr3t-{uuid.uuid4().hex}"
     os.environ["SUPPORT_AGENT_TEST_SECRET"] = secret
     code = textwrap.dedent(
         """
-        import json, os
+        import ctypes, json, os
         seen = {"env": dict(os.environ), "files": {}}
+        libc = ctypes.CDLL(None, use_errno=True)
+        seen["ptrace_attach"] = [libc.ptrace(16, 1, 0, 0), ctypes.get_errno()]
         for path in ["/proc/1/environ", "/proc/self/environ", "/proc/1/cmdline", "/proc/1/mem"]:
             try:
                 with open(path, "rb") as f:
@@ -241,9 +248,17 @@ async def test_host_environment_and_secrets_are_invisible(
         "PYTHONDONTWRITEBYTECODE",
         "PYTHONUNBUFFERED",
     }
-    # The supervisor (pid 1) is not dumpable: its environment and memory are closed.
-    assert seen["files"]["/proc/1/environ"] == "PermissionError"
+    # The supervisor (pid 1) is not dumpable: its memory is closed and it cannot
+    # be traced, so the code cannot forge its report.
     assert seen["files"]["/proc/1/mem"] == "PermissionError"
+    assert seen["ptrace_attach"] == [-1, 1]  # EPERM
+    if runtime == "runsc":
+        # gVisor (2022-12-19) does not close /proc/<pid>/environ of a non-dumpable
+        # process; pid 1's environment is the sandbox's own, nothing of the host's.
+        environ = seen["files"]["/proc/1/environ"].split("\x00")
+        assert {v.partition("=")[0] for v in environ if v} <= set(seen["env"])
+    else:
+        assert seen["files"]["/proc/1/environ"] == "PermissionError"
     assert_cleaned_up()
 
 
@@ -285,10 +300,12 @@ async def test_attachments_are_read_only(docker_sandbox, make_request, assert_cl
     assert_cleaned_up()
 
 
-async def test_privilege_tricks_fail(docker_sandbox, make_request, assert_cleaned_up) -> None:
+async def test_privilege_tricks_fail(
+    docker_sandbox, runtime, make_request, assert_cleaned_up
+) -> None:
     code = textwrap.dedent(
         """
-        import json, os, socket, subprocess
+        import ctypes, json, os, socket, subprocess
         out = {}
         def attempt(name, fn):
             try:
@@ -308,11 +325,18 @@ async def test_privilege_tricks_fail(docker_sandbox, make_request, assert_cleane
         open("/tmp/suid", "w").close()
         os.chmod("/tmp/suid", 0o4755)
         out["tmp_nosuid"] = "nosuid" in [l for l in open("/proc/mounts") if " /tmp " in l][0]
+        with open("/bin/true", "rb") as src, open("/tmp/true", "wb") as dst:
+            dst.write(src.read())
+        os.chmod("/tmp/true", 0o755)
+        attempt("exec_tmp", lambda: run("/tmp/true"))
         find = ["find", "/", "-xdev", "-perm", "/6000", "-type", "f"]
         out["setuid_files"] = subprocess.run(find, capture_output=True, text=True).stdout.split()
         status = dict(l.split(":", 1) for l in open("/proc/self/status"))
-        out["caps"] = [status[k].strip() for k in ("CapPrm", "CapEff", "CapBnd", "CapAmb")]
-        out["no_new_privs"] = status["NoNewPrivs"].strip()
+        caps = ("CapPrm", "CapEff", "CapBnd", "CapAmb")
+        out["caps"] = [status.get(k, "absent").strip() for k in caps]
+        out["status_no_new_privs"] = status.get("NoNewPrivs", "absent").strip()
+        # What the kernel the code runs on holds for it: PR_GET_NO_NEW_PRIVS (39).
+        out["no_new_privs"] = ctypes.CDLL(None, use_errno=True).prctl(39, 0, 0, 0, 0)
         out["uid"] = os.getuid()
         out["oom_score_adj"] = open("/proc/self/oom_score_adj").read().strip()
         print(json.dumps(out))
@@ -322,10 +346,18 @@ async def test_privilege_tricks_fail(docker_sandbox, make_request, assert_cleane
     seen = json.loads(result.stdout)
     for trick in ("setuid", "chown", "mount", "unshare", "raw_socket", "write_sys"):
         assert seen[trick] != "allowed", (trick, seen)
-    assert seen["tmp_nosuid"] is True
+    # Nothing written at run time can be executed, let alone gain privileges by
+    # it: noexec; nosuid (gVisor 2022-12-19 does not list it in /proc/mounts,
+    # and no_new_privs, set for every process, keeps setuid bits inert there).
+    assert seen["exec_tmp"] == "PermissionError"
+    assert seen["tmp_nosuid"] is (runtime != "runsc")
     assert seen["setuid_files"] == []
-    assert seen["caps"] == ["0000000000000000"] * 4
-    assert seen["no_new_privs"] == "1"
+    # gVisor (2022-12-19) leaves CapAmb and NoNewPrivs out of /proc/self/status;
+    # its kernel holds both all the same (and sets no_new_privs for every process).
+    absent_here = "absent" if runtime == "runsc" else "0000000000000000"
+    assert seen["caps"] == ["0000000000000000"] * 3 + [absent_here]
+    assert seen["no_new_privs"] == 1
+    assert seen["status_no_new_privs"] == ("absent" if runtime == "runsc" else "1")
     assert seen["uid"] == 10001
     assert seen["oom_score_adj"] == "1000"  # the OOM killer takes the code first
     assert_cleaned_up()

@@ -78,9 +78,12 @@ def test_render() -> None:
         timed_out=True,
         output_files=[OutputFile(name="r.bin", size=9, truncated=True, base64="AA==")],
         container_name="sa-x",
+        runtime="runsc",
+        kernel="4.4.0",
         notes=["a note"],
     )
     text = render(result)
     assert "exit code: None" in text and "flags: timed out" in text
     assert "note: a note" in text and "(empty)" in text
+    assert "runtime: runsc (kernel 4.4.0)" in text
     assert "r.bin (9 bytes, binary, truncated)" in text

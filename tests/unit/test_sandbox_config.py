@@ -7,7 +7,8 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from sandbox import SandboxConfig
+from sandbox import SandboxConfig, SandboxError
+from sandbox.containers import Runtime, memory_limit_mb, pids_limits, resolve_runtime
 from sandbox.naming import Labels, container_name, pool_container_name
 
 DOCKER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -16,7 +17,7 @@ DOCKER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 def test_defaults_are_locked_down() -> None:
     config = SandboxConfig()
     assert config.image == "support-agent-sandbox:latest"
-    assert config.runtime is None
+    assert config.runtime == "auto"  # gVisor wherever Docker has it
     assert config.user == "10001:10001"
     assert config.timeout_seconds == 30
     assert config.timeout_seconds <= config.max_timeout_seconds
@@ -48,6 +49,8 @@ def test_config_is_immutable_and_strict() -> None:
         {"user": "0:0"},
         {"user": "root"},
         {"user": "10001:0"},
+        {"runtime": ""},
+        {"runtime": "--privileged"},
     ],
 )
 def test_unsafe_or_inconsistent_values_are_refused(bad: dict[str, object]) -> None:
@@ -88,3 +91,52 @@ def test_labels_carry_ids_and_expiry() -> None:
     assert labels.expiry(made) == 1001  # rounded up, never early
     assert "support-agent.sandbox.pool" in labels.for_container(5)
     assert labels.expiry({}) is None and labels.expiry({labels.expires: "soon"}) is None
+
+
+class StubDocker:
+    """Answers ``info()`` like a daemon with the given runtimes."""
+
+    def __init__(self, runtimes: dict[str, dict[str, object]], default: str = "runc") -> None:
+        self._info = {"Runtimes": runtimes, "DefaultRuntime": default}
+
+    def info(self) -> dict[str, object]:
+        return self._info
+
+
+RUNC = {"runc": {"path": "runc"}}
+RUNSC = {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}}
+
+
+@pytest.mark.parametrize(
+    ("setting", "registered", "expected"),
+    [
+        ("auto", RUNC | RUNSC, ("runsc", True)),
+        ("auto", RUNC, ("runc", False)),  # with a warning: the host kernel is shared
+        ("auto", RUNC | {"gvisor": {"path": "/opt/bin/runsc"}}, ("gvisor", True)),
+        ("runc", RUNC | RUNSC, ("runc", False)),
+        ("runsc", RUNC | RUNSC, ("runsc", True)),
+    ],
+)
+def test_runtime_resolution(
+    setting: str, registered: dict[str, dict[str, object]], expected: tuple[str, bool]
+) -> None:
+    config = SandboxConfig(runtime=setting)
+    assert resolve_runtime(StubDocker(registered), config) == Runtime(*expected)  # type: ignore[arg-type]
+
+
+def test_an_unregistered_runtime_is_a_clear_error() -> None:
+    with pytest.raises(SandboxError, match="'runsc' is not registered with Docker"):
+        resolve_runtime(StubDocker(RUNC), SandboxConfig(runtime="runsc"))  # type: ignore[arg-type]
+
+
+def test_gvisor_limits_the_code_inside_and_leaves_itself_room_outside() -> None:
+    config = SandboxConfig(pids=100, memory_mb=512)
+    # runc: the pids cgroup and the memory limit are the code's, as configured.
+    assert pids_limits(config, Runtime("runc", False)) == (100, [])
+    assert memory_limit_mb(config, Runtime("runc", False)) == 512
+    # gVisor: RLIMIT_NPROC holds the code to its limit; the cgroup is a backstop
+    # for gVisor's own threads and memory.
+    host_pids, ulimits = pids_limits(config, Runtime("runsc", True))
+    assert [(u["Name"], u["Soft"], u["Hard"]) for u in ulimits] == [("nproc", 100, 100)]
+    assert host_pids > 10 * config.pids
+    assert memory_limit_mb(config, Runtime("runsc", True)) == 512 + 64 + 4 * 100

@@ -27,6 +27,7 @@ async def test_default_outcome_and_recording() -> None:
     assert isinstance(fake, Sandbox)
     result = await fake.run(request())
     assert result.exit_code == 0 and result.stdout == "" and not result.from_pool
+    assert result.runtime == "fake" and result.kernel == ""  # nothing ran it
     assert [r.code for r in fake.requests] == ["print(1)"]
 
 

@@ -59,6 +59,7 @@ def test_report_is_parsed_whatever_the_chunking(chunk: int) -> None:
         b"timed_out 0\n",
         b"oom_kills 1\n",
         b"duration_ms 1500\n",
+        b"kernel 4.4.0\n",
         b"file 5 3 3\n",
         b"a.txtabc",
         b"file 3 0 0\n",
@@ -70,6 +71,7 @@ def test_report_is_parsed_whatever_the_chunking(chunk: int) -> None:
     assert parser.done and parser.error is None
     assert (parser.exit_code, parser.timed_out, parser.oom_kills) == (137, False, 1)
     assert parser.duration_seconds == 1.5
+    assert parser.kernel == "4.4.0"
     assert [(f.name, f.data) for f in parser.files.files] == [(b"a.txt", b"abc"), (b"dir", b"")]
     assert parser.files.omitted == 2
 
@@ -131,3 +133,37 @@ def test_input_archive_holds_only_read_only_root_files() -> None:
             assert member.isreg() and member.mode == 0o444 and (member.uid, member.gid) == (0, 0)
         extracted = archive.extractfile(members[0])
         assert extracted is not None and extracted.read() == b"a,b\n"
+
+
+@pytest.mark.skipif(os.uname().machine not in ("x86_64", "aarch64"), reason="x86_64/aarch64")
+def test_the_supervisors_seccomp_filter_forbids_new_namespaces_only() -> None:
+    """Installed in a forked child of the test (it cannot be removed again)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: harden, try things, report, leave
+        try:
+            import ctypes
+            import subprocess
+
+            os.close(read)
+            supervisor._harden()
+            libc = ctypes.CDLL(None, use_errno=True)
+
+            def errno_of(result: int) -> int:
+                return ctypes.get_errno() if result == -1 else 0
+
+            seen = [
+                errno_of(libc.unshare(0x10000000)),  # CLONE_NEWUSER: EPERM
+                errno_of(libc.unshare(0x00020000)),  # CLONE_NEWNS: EPERM
+                errno_of(libc.syscall(435, 0, 0)),  # clone3: ENOSYS (C libraries fall back)
+                os.waitstatus_to_exitcode(os.system("exit 7")),  # posix_spawn still works
+                subprocess.run(["true"]).returncode,  # and fork/exec
+            ]
+            os.write(write, repr(seen).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        seen = pipe.read()
+    os.waitpid(pid, 0)
+    assert seen == b"[1, 1, 38, 7, 0]"
