@@ -47,6 +47,8 @@ if [ -f "$link/index.html" ] && grep -q "\"recipe\": *\"$recipe\"" "$link/$stamp
   exit 0
 fi
 
+# Node (>= 18.12 for pnpm 10) and npm: the machine's, else Debian's.
+command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
 for tool in node npm python3 go; do
   command -v "$tool" >/dev/null || die "dashboard: $tool is needed to build the dashboard"
 done
