@@ -31,6 +31,7 @@ venv: $(VENV)/.installed
 setup: venv
 	@start=$$EPOCHREALTIME; \
 	bash setup/docker.sh && bash setup/postgres.sh && bash setup/hatchet.sh && \
+	{ bash setup/dashboard.sh || echo "[setup] warning: no dashboard build; the engine runs without one"; } && \
 	image=$$(bash setup/sandbox-image.sh) && \
 	echo "$$image" > $(STATE_DIR)/sandbox-image && \
 	awk -v s=$$start -v e=$$EPOCHREALTIME -v i="$$image" 'BEGIN { printf "[setup] done in %.1f s (sandbox image %s)\n", e - s, i }'

@@ -2,7 +2,10 @@ module supportagent.local/hatchetbuild
 
 go 1.26
 
-require github.com/hatchet-dev/hatchet v0.105.0
+require (
+	github.com/hatchet-dev/hatchet v0.105.0
+	github.com/labstack/echo/v4 v4.15.1
+)
 
 require (
 	cel.dev/expr v0.25.1 // indirect
@@ -71,7 +74,6 @@ require (
 	github.com/josharian/intern v1.0.0 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
 	github.com/klauspost/compress v1.19.1 // indirect
-	github.com/labstack/echo/v4 v4.15.1 // indirect
 	github.com/labstack/gommon v0.4.2 // indirect
 	github.com/leodido/go-urn v1.4.0 // indirect
 	github.com/mailru/easyjson v0.7.7 // indirect

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"fmt"
+	"html"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/hatchet-dev/hatchet/cmd/hatchet-staticfileserver/staticfileserver"
+	"github.com/hatchet-dev/hatchet/pkg/config/server"
+)
+
+// dashboardHandler serves the built dashboard in dir with upstream's static
+// file server (index.html rendered as a Go template, unknown paths fall back
+// to it). A missing or broken build never stops the engine: a page saying so
+// is served instead (status 503), and the API stays up.
+func dashboardHandler(dir string, sc *server.ServerConfig) http.Handler {
+	if dir == "" {
+		return missingDashboard("HATCHET_DASHBOARD_DIR is not set")
+	}
+	// Serve the build the link points to now: setup/dashboard.sh swaps the
+	// link on a rebuild and keeps the replaced build until the next one, so a
+	// running engine keeps serving one consistent build.
+	resolved, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return missingDashboard(fmt.Sprintf("no dashboard build at %s", dir))
+	}
+	if _, err := os.Stat(filepath.Join(resolved, "index.html")); err != nil {
+		return missingDashboard(fmt.Sprintf("no index.html in %s", resolved))
+	}
+	h, err := staticServer(resolved)
+	if err != nil {
+		sc.Logger.Error().Msgf("support-engine: dashboard in %s unusable: %v", resolved, err)
+		return missingDashboard(fmt.Sprintf("the dashboard build in %s is unusable: %v", resolved, err))
+	}
+	sc.Logger.Info().Msgf("support-engine: serving the dashboard from %s", resolved)
+	return h
+}
+
+// staticServer builds upstream's handler, which panics on an index.html that
+// does not parse as a template.
+func staticServer(dir string) (h http.Handler, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	return staticfileserver.NewStaticFileServer(dir, "/"), nil
+}
+
+func missingDashboard(reason string) http.Handler {
+	page := fmt.Sprintf(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Hatchet dashboard not available</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
+<h1>The dashboard is not available</h1>
+<p>%s.</p>
+<p>Build it with <code>make setup</code> (<code>setup/dashboard.sh</code>) and restart the engine.
+The engine and its REST API (under <code>/api</code>) run without it.</p>
+</body></html>
+`, html.EscapeString(reason))
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(page))
+	})
+}

@@ -1,0 +1,210 @@
+// Command support-engine runs what hatchet-lite runs (the Hatchet engine, its
+// REST API and the dashboard's static files) from the same engine module, but
+// with every listener bound to one address, 127.0.0.1 unless
+// HATCHET_ENGINE_BIND_ADDRESS says otherwise, and with the seed's well-known
+// admin password refused.
+//
+// Listeners (all on the bind address):
+//   - gRPC on SERVER_GRPC_PORT (the engine's own server, bind address forced);
+//   - one HTTP port, SERVER_PORT, serving the REST API under /api, the engine's
+//     probes under /healthz/ (live, ready, version) and the dashboard
+//     everywhere else. hatchet-lite needs four ports for this (API, static
+//     files, the proxy in front of both, health), each on every interface;
+//   - Prometheus only if the configuration enables it (its address gets the
+//     bind host when it names none).
+//
+// Environment, besides the engine's own SERVER_* / DATABASE_* variables:
+//
+//	HATCHET_ENGINE_BIND_ADDRESS     address every listener binds (127.0.0.1)
+//	HATCHET_DASHBOARD_DIR           built dashboard (index.html + assets); when
+//	                                missing, a page saying so is served instead
+//	HATCHET_ADMIN_CREDENTIALS_FILE  {"email","password"} of the dashboard admin:
+//	                                the user's password is set to it before any
+//	                                port opens (see admin.go)
+//
+// `support-engine admin-credentials -file F` creates that file once with a
+// generated password (mode 0600) and prints ADMIN_EMAIL=/ADMIN_PASSWORD= lines
+// for the seed step.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/hatchet-dev/hatchet/api/v1/server/run"
+	"github.com/hatchet-dev/hatchet/cmd/hatchet-engine/engine"
+	"github.com/hatchet-dev/hatchet/pkg/config/loader"
+	"github.com/hatchet-dev/hatchet/pkg/config/server"
+)
+
+// Version is stamped in by the build (-X main.Version=...).
+var Version = "v0.1.0-alpha.0"
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "admin-credentials" {
+		os.Exit(adminCredentialsCommand(os.Args[2:]))
+	}
+
+	fs := flag.NewFlagSet("support-engine", flag.ExitOnError)
+	configDir := fs.String("config", "", "the engine's config directory (server.yaml, keys)")
+	printVersion := fs.Bool("version", false, "print the version and exit")
+	_ = fs.Parse(os.Args[1:])
+
+	if *printVersion {
+		fmt.Println(Version)
+		return
+	}
+	if err := serve(*configDir); err != nil {
+		log.Printf("support-engine: %v", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
+}
+
+// lockDown returns the config override that keeps every listener the engine
+// opens itself on the bind address.
+func lockDown(bind string) loader.ServerConfigFileOverride {
+	return func(scf *server.ServerConfigFile) {
+		scf.SecurityCheck.Enabled = false // as hatchet-lite: no calls home
+		scf.Runtime.GRPCBindAddress = bind
+		if ip := net.ParseIP(bind); ip != nil && ip.To4() == nil {
+			scf.Runtime.GRPCBindAddress = "[" + bind + "]" // the gRPC server formats "%s:%d"
+		}
+		// The engine's health server listens on ":<port>" (every interface);
+		// its probes are served on our own listener instead.
+		scf.Runtime.Healthcheck = false
+		services := scf.Services[:0:0]
+		for _, s := range scf.Services {
+			if s != "health" { // the same server, for the legacy service list
+				services = append(services, s)
+			}
+		}
+		scf.Services = services
+		if scf.Prometheus.Enabled {
+			if host, port, err := net.SplitHostPort(scf.Prometheus.Address); err == nil && host == "" {
+				scf.Prometheus.Address = net.JoinHostPort(bind, port)
+			}
+		}
+	}
+}
+
+func serve(configDir string) error {
+	bind := envOr("HATCHET_ENGINE_BIND_ADDRESS", "127.0.0.1")
+	if net.ParseIP(bind) == nil {
+		return fmt.Errorf("HATCHET_ENGINE_BIND_ADDRESS=%q is not an IP address", bind)
+	}
+
+	// As hatchet-lite: the Postgres message queue unless one is configured.
+	_, kindSet := os.LookupEnv("SERVER_MSGQUEUE_KIND")
+	_, rabbitSet := os.LookupEnv("SERVER_MSGQUEUE_RABBITMQ_URL")
+	_, legacyKindSet := os.LookupEnv("SERVER_TASKQUEUE_KIND")
+	_, legacyRabbitSet := os.LookupEnv("SERVER_TASKQUEUE_RABBITMQ_URL")
+	if !kindSet && !rabbitSet && !legacyKindSet && !legacyRabbitSet {
+		if err := os.Setenv("SERVER_MSGQUEUE_KIND", "postgres"); err != nil {
+			return err
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	override := lockDown(bind)
+	cf := loader.NewConfigLoader(configDir)
+	configCleanup, sc, err := cf.CreateServerFromConfig(Version, override)
+	if err != nil {
+		return fmt.Errorf("loading the server config: %w", err)
+	}
+	defer func() {
+		if err := configCleanup(); err != nil {
+			log.Printf("support-engine: config cleanup: %v", err)
+		}
+	}()
+
+	if file := os.Getenv("HATCHET_ADMIN_CREDENTIALS_FILE"); file != "" {
+		if err := enforceAdminPassword(ctx, sc, file); err != nil {
+			return fmt.Errorf("admin credentials: %w", err)
+		}
+	}
+
+	api, err := apiHandler(run.NewAPIServer(sc))
+	if err != nil {
+		return fmt.Errorf("building the REST API: %w", err)
+	}
+
+	addr := net.JoinHostPort(bind, strconv.Itoa(sc.Runtime.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", addr, err)
+	}
+
+	grpcAddr := net.JoinHostPort(dialHost(bind), strconv.Itoa(sc.Runtime.GRPCPort))
+	mux := http.NewServeMux()
+	mux.Handle("/api/", refuseDefaultLogin(api))
+	mux.Handle("/api", api)
+	registerProbes(mux, sc, grpcAddr)
+	mux.Handle("/", dashboardHandler(os.Getenv("HATCHET_DASHBOARD_DIR"), sc))
+
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	sc.Logger.Info().Msgf("support-engine: API and dashboard on http://%s, gRPC on %s:%d",
+		addr, bind, sc.Runtime.GRPCPort)
+
+	engineDone := make(chan error, 1)
+	go func() { engineDone <- engine.Run(ctx, cf, Version, override) }()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-engineDone:
+		runErr = fmt.Errorf("engine stopped: %v", err)
+		engineDone = nil
+	case err := <-serveErr:
+		if !errors.Is(err, http.ErrServerClosed) {
+			runErr = fmt.Errorf("HTTP server: %w", err)
+		}
+	}
+	stop()
+
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
+	if engineDone != nil {
+		select {
+		case err := <-engineDone:
+			if err != nil && runErr == nil {
+				runErr = fmt.Errorf("engine: %w", err)
+			}
+		case <-time.After(60 * time.Second):
+			log.Printf("support-engine: the engine did not stop within 60 s")
+		}
+	}
+	return runErr
+}
+
+// dialHost is where probes reach a listener bound to bind.
+func dialHost(bind string) string {
+	if ip := net.ParseIP(bind); ip != nil && ip.IsUnspecified() {
+		if ip.To4() != nil {
+			return "127.0.0.1"
+		}
+		return "::1"
+	}
+	return bind
+}
