@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 # make uses too, so a plain shell after `make setup` finds the same engine and state.
 STATE_DIR := $(or $(SUPPORT_AGENT_STATE_DIR),$(HOME)/.local/state/support-agent)
 
-.PHONY: help setup venv engine engine-stop worker demo test test-unit lint bench clean
+.PHONY: help setup venv browser engine engine-stop worker demo test test-unit lint bench clean
 
 help:
 	@echo "make demo    set everything up, run two sample tickets, stop"
@@ -36,6 +36,10 @@ setup: venv
 	echo "$$image" > $(STATE_DIR)/sandbox-image && \
 	awk -v s=$$start -v e=$$EPOCHREALTIME -v i="$$image" 'BEGIN { printf "[setup] done in %.1f s (sandbox image %s)\n", e - s, i }'
 
+# Chromium for the dashboard's browser test (Debian's packages; nothing is downloaded).
+browser:
+	@bash setup/browser.sh
+
 engine: setup
 	@$(BIN)/support-agent engine start
 
@@ -49,7 +53,7 @@ demo: setup
 	@$(BIN)/support-agent demo
 
 # The test session starts the engine itself if none is running (and stops it after).
-test: setup lint
+test: setup browser lint
 	@$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration tests/e2e
 
 test-unit: venv

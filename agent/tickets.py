@@ -14,7 +14,9 @@ from agent.validation import pattern_rule, pattern_schema, refuse, text_rule, te
 # Ticket ids end up in event scopes and in a CEL filter expression, so they are
 # restricted to characters that need no quoting anywhere.
 TICKET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
+_EMAIL = re.compile(
+    r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,255}\.[^@\s\x00-\x1f\x7f]{1,63}$"
+)
 MAX_SUBJECT = 300
 MAX_BODY = 100_000
 MAX_REPLY = 100_000

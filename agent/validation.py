@@ -29,6 +29,13 @@ def text_rule(what: str, limit: int) -> AfterValidator:
     """Text that is stripped, not empty, and at most ``limit`` characters."""
 
     def check(value: str) -> str:
+        if "\x00" in value:
+            # Never storable: the engine's payloads (Postgres JSONB) refuse NUL.
+            raise refuse(f"the {what} contains a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise refuse(f"the {what} is not valid Unicode text (a lone surrogate)") from None
         stripped = value.strip()
         if not stripped:
             raise refuse(f"the {what} is empty")

@@ -370,7 +370,8 @@ def show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _show(args: argparse.Namespace, settings: Settings) -> int:
-    from cli.render import Terminal, TranscriptPrinter
+    from cli.render import Terminal, TranscriptPrinter, dashboard_lines
+    from workflows.dashboard import find_dashboard
     from workflows.transcript import fetch_transcript, resolve_run_id
 
     hatchet = await connect_checked(settings)
@@ -385,6 +386,11 @@ async def _show(args: argparse.Namespace, settings: Settings) -> int:
         printer.update(transcript)
         printer.term.line()
         printer.term.line(printer.style.status(transcript.status) + " (the run is still going)")
+    board = find_dashboard(settings, hatchet.tenant_id, hatchet.config.server_url)
+    if board is not None:
+        printer.term.line()
+        for line in dashboard_lines(transcript, board, printer.style):
+            printer.term.line(line)
     return EXIT_OK
 
 

@@ -20,6 +20,7 @@ import uuid
 from agent.attachments import Attachment
 from agent.tickets import CustomerReply, Ticket
 from workflows.client import push_reply, submit_ticket, wait_for_reply_sent
+from workflows.dashboard import find_dashboard
 from workflows.engine import connect, running_engine, start_engine_background, stop_engine
 from workflows.models import TicketOutcome
 from workflows.settings import Settings
@@ -125,7 +126,12 @@ async def _run_tickets(settings: Settings, namespace: str) -> int:
     outcomes = await asyncio.gather(*(r.aio_result() for r in refs))
     for ref, outcome in zip(refs, outcomes, strict=True):
         _print_outcome(ref.workflow_run_id, outcome)
-    print(f"\nHatchet API: {hatchet.config.server_url} (tenant {hatchet.tenant_id})")
+    board = find_dashboard(settings, hatchet.tenant_id, hatchet.config.server_url)
+    if board is not None:
+        print(f"\nreview the scripts in the dashboard: {board.ticket_url(samples[0][0].ticket_id)}")
+        print("  (log in with: support-agent dashboard)")
+    else:
+        print(f"\nHatchet API: {hatchet.config.server_url} (tenant {hatchet.tenant_id})")
     expected = ["resolved", "escalated"]
     return 0 if [o.status for o in outcomes] == expected else 1
 
@@ -157,6 +163,7 @@ def run_demo(settings: Settings) -> int:
         worker = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "worker"], stdout=log, stderr=log, env=env
         )
+    code = 1
     try:
         code = asyncio.run(_run_tickets(settings, namespace))
     finally:
@@ -165,8 +172,14 @@ def run_demo(settings: Settings) -> int:
             worker.wait(timeout=30)
         except subprocess.TimeoutExpired:
             worker.kill()
-        if own_engine:
+        if own_engine and code != 0:
             stop_engine(settings)
             print("engine stopped")
+        elif own_engine:
+            # Left running so the dashboard link above works; nothing else holds it.
+            print(
+                "the engine keeps running for the dashboard: stop it with "
+                "`support-agent engine stop`"
+            )
     print(f"demo finished in {time.monotonic() - started:.1f} s")
     return code

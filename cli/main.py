@@ -88,7 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ticket_commands(commands)
 
+    from cli.dashboard_cmd import add_dashboard_parser
     from cli.serve import add_serve_parser
+
+    add_dashboard_parser(commands)
 
     add_serve_parser(commands)
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import IO
 
+from workflows.dashboard import Dashboard
 from workflows.models import RunStatus, TicketStatus
 from workflows.streams import CodeFinished, decode
 from workflows.transcript import (
@@ -502,3 +503,14 @@ def tickets_table(rows: Sequence[TicketSummary], style: Style, subject_width: in
     lines = [style(cells(headers, None), "bold")]
     lines.extend(cells(values, r.status) for values, r in zip(table, rows, strict=True))
     return "\n".join(lines)
+
+
+def dashboard_lines(t: Transcript, board: Dashboard, style: Style) -> list[str]:
+    """Where to review this run in the dashboard: the run, the ticket's runs, each script."""
+    lines = [
+        heading(style, "in the dashboard", "" if board.built else "(no dashboard build served)"),
+        f"  run      {board.run_url(t.run_id)}",
+        f"  ticket   {board.ticket_url(t.ticket.ticket_id)}",
+    ]
+    lines += [f"  script {s.step} {board.run_url(s.id)}" for s in t.scripts]
+    return lines

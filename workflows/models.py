@@ -4,15 +4,35 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer
 
 from agent.attachments import AttachmentRef
 from agent.budget import Budget, Spent
 from agent.packet import EscalationPacket
 from agent.tickets import Category, Priority, Ticket
 from workflows.delivery import DeliveryResult
+
+
+def _join_lines(value: Any) -> Any:
+    if isinstance(value, list) and all(isinstance(line, str) for line in value):
+        return "\n".join(value)
+    return value
+
+
+def _split_lines(text: str) -> list[str]:
+    return text.split("\n")
+
+
+# Text stored in a task's payload as one JSON string per line: the dashboard shows
+# a payload as pretty JSON, so a script reads as code (one row a line) instead of
+# one long string of "\n" escapes. Joining the lines gives back the exact text.
+Lines = Annotated[
+    str,
+    BeforeValidator(_join_lines),
+    PlainSerializer(_split_lines, return_type=list[str], when_used="json"),
+]
 
 
 class TicketRun(BaseModel):
@@ -43,7 +63,7 @@ class CodeRunRequest(BaseModel):
     step: int
     purpose: str
     language: Literal["python", "bash"]
-    code: str
+    code: Lines = Field(description="The script, one string per line.")
     attachments: list[AttachmentRef]
     root_run_id: str = Field(description="The ticket run that holds the attachments' content.")
     timeout_seconds: float
@@ -57,8 +77,8 @@ class CodeRunResult(BaseModel):
     timed_out: bool
     oom_killed: bool
     duration_seconds: float
-    stdout: str
-    stderr: str
+    stdout: Lines = Field(description="What the script printed, one string per line.")
+    stderr: Lines = Field(description="One string per line.")
     output_files: list[str] = Field(default_factory=list)
     summary: str = Field(description="What the model is shown as the tool result.")
     error: str | None = Field(default=None, description="Set when the sandbox could not run it.")

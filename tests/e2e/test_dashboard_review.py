@@ -95,10 +95,11 @@ async def test_each_script_is_reviewable_in_the_dashboard(
         task = await rest_get(hatchet, f"/api/v1/stable/tasks/{task_id}")
         request, result = task_input(task["input"]), task["output"]
         script = scripts[request["step"]]
-        assert request["code"] == script.code and request["code"].strip()
+        # One string per line: the dashboard's JSON view shows the script as code.
+        assert request["code"] == script.code.split("\n") and script.code.strip()
         assert request["purpose"] == script.purpose == result["purpose"]
         assert request["language"] == script.language
-        assert result["stdout"] == script.stdout and "FINDING:" in result["stdout"]
+        assert "\n".join(result["stdout"]) == script.stdout and "FINDING:" in script.stdout
         assert result["exit_code"] == 0
         assert "run-code" in task["displayName"]
         names.append(task["displayName"])
@@ -106,8 +107,8 @@ async def test_each_script_is_reviewable_in_the_dashboard(
         # The child's own run page shows the same record.
         page = await rest_get(hatchet, f"/api/v1/stable/workflow-runs/{task_id}")
         assert "run-code" in page["run"]["displayName"]
-        assert task_input(page["run"]["input"])["code"] == script.code
-        assert page["run"]["output"]["stdout"] == script.stdout
+        assert "\n".join(task_input(page["run"]["input"])["code"]) == script.code
+        assert "\n".join(page["run"]["output"]["stdout"]) == script.stdout
         # The run list tells a ticket's scripts apart by their metadata.
         metadata = page["run"]["additionalMetadata"]
         assert metadata["ticket_id"] == ticket.ticket_id

@@ -9,15 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,64 +18,16 @@ import requests
 from hatchet_sdk import Hatchet
 
 from tests.conftest import eventually, new_ticket_id
+from tests.e2e.api_server import ApiServer
 from tests.e2e.conftest import WorkerProcess
-from tests.webhooks import Receiver, new_secret, signed_headers
+from tests.webhooks import Receiver, new_secret
 from workflows.engine import EngineInfo, connect
 from workflows.names import REPLY_EVENT
 from workflows.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
-API_SECRET = new_secret()
 DELIVERY_SECRET = new_secret()
 LOG = b"2026-11-20T10:00:01Z ERROR db: connection pool exhausted\n" * 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ApiServer:
-    """``support-agent serve`` in a subprocess, in a given namespace."""
-
-    def __init__(self, namespace: str, log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "HATCHET_CLIENT_NAMESPACE": namespace,
-            "SUPPORT_AGENT_API_SECRET": API_SECRET,
-        }
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", "serve", "--port", str(self.port)],
-                env=env,
-                stdout=log,
-                stderr=log,
-            )
-        self.log_path = log_path
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=1).ok:
-                    return
-            except requests.ConnectionError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the API did not start: {log_path.read_text()}")
-            time.sleep(0.2)
-
-    def request(
-        self, method: str, path: str, payload: Any = None, *, msg_id: str | None = None
-    ) -> requests.Response:
-        body = b"" if payload is None else json.dumps(payload).encode()
-        headers = signed_headers(API_SECRET, body, msg_id=msg_id)
-        return requests.request(method, self.url + path, data=body, headers=headers, timeout=30)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")

@@ -102,6 +102,8 @@ def test_oversized_bodies_are_refused_before_they_are_read(client: TestClient) -
         ({"reply_timeout_seconds": 0}, "reply_timeout_seconds", "greater than 0"),
         ({"unexpected": 1}, "unexpected", "Extra inputs are not permitted"),
         ({"body": 5}, "body", "valid string"),
+        ({"body": "a\x00b"}, "body", "the body contains a NUL character"),
+        ({"subject": "\ud800"}, "subject", "not valid Unicode text"),
         (
             {"attachments": [{"name": "../x", "content_base64": "eA=="}]},
             "attachments.0.name",
