@@ -55,7 +55,13 @@ async def test_reply_pushed_right_after_start_resolves(
     assert outcome.escalation_reason is None
     children = await child_task_names(hatchet, ticket.ticket_id)
     assert children == Counter(
-        {"triage-ticket": 1, "llm-turn": 1, "send-reply": 1, "receive-reply": 1}
+        {
+            "triage-ticket": 1,
+            "llm-turn": 1,
+            "send-reply": 1,
+            "receive-reply": 1,
+            "resolve-ticket": 1,
+        }
     )
 
 
@@ -133,7 +139,13 @@ async def test_ticket_survives_a_sigkilled_worker(
     # Finished children were not repeated by the replay.
     children = await child_task_names(hatchet, ticket.ticket_id)
     assert children == Counter(
-        {"triage-ticket": 1, "llm-turn": 1, "send-reply": 1, "receive-reply": 1}
+        {
+            "triage-ticket": 1,
+            "llm-turn": 1,
+            "send-reply": 1,
+            "receive-reply": 1,
+            "resolve-ticket": 1,
+        }
     )
     assert "support-ticket" in second_worker.log()
 

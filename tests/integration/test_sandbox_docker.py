@@ -57,7 +57,9 @@ async def test_cancelling_a_run_destroys_its_container(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert_cleaned_up(within=5)
+    # Removal is immediate, but gVisor's teardown of a busy container takes
+    # seconds on a loaded 2-core machine.
+    assert_cleaned_up(within=20)
 
 
 async def test_missing_image_is_a_clear_sandbox_error(
