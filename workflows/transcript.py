@@ -46,6 +46,7 @@ _CHILDREN_LIMIT = 1000
 _WORKFLOW_PAGE = 200
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # Keys of the envelope the engine stores around a task's own input.
+_WORKFLOW_IDS: dict[tuple[str, str, str], str] = {}
 _ENVELOPE = frozenset({"input", "overrides", "parents", "triggered_by", "triggers", "user_data"})
 
 
@@ -506,6 +507,9 @@ async def ticket_workflow_id(hatchet: Hatchet) -> str | None:
     workflow matches), so the pages are searched for the exact name.
     """
     name = hatchet.config.apply_namespace(TaskName.TICKET)
+    key = (hatchet.config.server_url, hatchet.tenant_id, name)
+    if key in _WORKFLOW_IDS:  # an id never changes once registered
+        return _WORKFLOW_IDS[key]
     offset = 0
     while True:
         page = await hatchet.workflows.aio_list(
@@ -513,6 +517,8 @@ async def ticket_workflow_id(hatchet: Hatchet) -> str | None:
         )
         rows = page.rows or []
         found = next((w.metadata.id for w in rows if w.name == name), None)
+        if found is not None:
+            _WORKFLOW_IDS[key] = found
         if found is not None or len(rows) < _WORKFLOW_PAGE:
             return found
         offset += _WORKFLOW_PAGE
