@@ -97,21 +97,6 @@ class ScriptOut(BaseModel):
     duration_seconds: float
 
 
-class TicketOut(BaseModel):
-    ticket_id: str
-    run_id: str
-    status: ApiStatus
-    subject: str
-    customer_email: str
-    created_at: datetime
-    finished_at: datetime | None
-    messages: list[Message]
-    scripts: list[ScriptOut]
-    escalation_reason: str | None = None
-    tokens: int
-    sandbox_seconds: float
-
-
 class TicketRow(BaseModel):
     ticket_id: str
     run_id: str
@@ -120,6 +105,14 @@ class TicketRow(BaseModel):
     customer_email: str
     created_at: datetime
     finished_at: datetime | None
+
+
+class TicketOut(TicketRow):
+    messages: list[Message]
+    scripts: list[ScriptOut]
+    escalation_reason: str | None = None
+    tokens: int
+    sandbox_seconds: float
 
 
 class TicketPage(BaseModel):

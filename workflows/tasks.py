@@ -9,9 +9,10 @@ errors that cannot succeed on retry are marked non-retryable.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from hatchet_sdk import (
     ConcurrencyExpression,
@@ -48,6 +49,7 @@ from workflows.settings import Settings
 from workflows.streams import CodeFinished, CodeStarted, encode
 
 STREAM_FLUSH_SECONDS = 0.05
+T = TypeVar("T")
 
 
 class StreamBuffer:
@@ -68,6 +70,14 @@ class StreamBuffer:
             await self._ctx.aio_put_stream("".join(self._parts))
             self._parts.clear()
         self._last = time.monotonic()
+
+
+async def final_if_refused(delivery: Awaitable[T]) -> T:
+    """A delivery the receiver refused (a 4xx) cannot succeed on retry: tell Hatchet so."""
+    try:
+        return await delivery
+    except DeliveryRefused as exc:
+        raise NonRetryableException(str(exc)) from exc
 
 
 def _per_customer(settings: Settings) -> list[ConcurrencyExpression]:
@@ -198,26 +208,17 @@ def build_child_tasks(
     @hatchet.task(name=TaskName.SEND_REPLY, input_validator=ReplyRequest, **delivery_policy)
     async def send_reply(request: ReplyRequest, ctx: Context) -> ReplySent:
         ctx.log(f"reply to {request.customer_email} (round {request.round}): {request.message}")
-        try:
-            return await steps.send_reply(need(), request)
-        except DeliveryRefused as exc:
-            raise NonRetryableException(str(exc)) from exc
+        return await final_if_refused(steps.send_reply(need(), request))
 
     @hatchet.task(name=TaskName.ESCALATE, input_validator=EscalationRequest, **delivery_policy)
     async def escalate_ticket(request: EscalationRequest, ctx: Context) -> EscalationRecord:
         ctx.log(steps.escalation_summary(request.packet))
-        try:
-            return await steps.escalate(need(), request)
-        except DeliveryRefused as exc:
-            raise NonRetryableException(str(exc)) from exc
+        return await final_if_refused(steps.escalate(need(), request))
 
     @hatchet.task(name=TaskName.RESOLVE, input_validator=ResolutionRequest, **delivery_policy)
     async def resolve_ticket(request: ResolutionRequest, ctx: Context) -> ResolutionRecord:
         ctx.log(f"ticket {request.ticket_id} resolved by the {request.resolved_by}")
-        try:
-            return await steps.resolve(need(), request)
-        except DeliveryRefused as exc:
-            raise NonRetryableException(str(exc)) from exc
+        return await final_if_refused(steps.resolve(need(), request))
 
     return ChildTasks(
         triage=triage_ticket,
