@@ -56,7 +56,7 @@ test-unit: venv
 	@$(BIN)/pytest -p no:cacheprovider tests/unit
 
 lint: venv
-	@$(BIN)/ruff check agent sandbox workflows cli api tests benchmarks
+	@$(BIN)/ruff check agent evidence sandbox workflows cli api tests benchmarks
 	@$(BIN)/mypy
 
 bench: setup

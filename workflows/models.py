@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from agent.attachments import AttachmentRef
+from agent.attachments import EvidenceRef
 from agent.budget import Budget, Spent
 from agent.packet import EscalationPacket
 from agent.tickets import Category, Priority, Ticket
@@ -44,8 +44,10 @@ class CodeRunRequest(BaseModel):
     purpose: str
     language: Literal["python", "bash"]
     code: str
-    attachments: list[AttachmentRef]
-    root_run_id: str = Field(description="The ticket run that holds the attachments' content.")
+    evidence: list[EvidenceRef] = Field(
+        description="The files the code gets under /work/input, by sha256 in the evidence store."
+    )
+    root_run_id: str = Field(description="The ticket run this code run belongs to.")
     timeout_seconds: float
 
 
