@@ -157,21 +157,31 @@ def evidence_section(attachments: list[Attachment], budget: int = EVIDENCE_BUDGE
         f"Evidence: {len(entries)} file(s), read-only under {INPUT_DIR}/ (previews are the "
         "first and last bytes only; read whole files with run_code):"
     )
-    listed = entries[:MAX_LISTED_FILES]
-    lines = [e.line[:400] for e in listed]
-    if len(entries) > len(listed):
+    # The list may take up to 40% of the budget; previews get the rest.
+    list_room = budget * 2 // 5
+    lines: list[str] = []
+    used_by_list = 0
+    for entry in entries[:MAX_LISTED_FILES]:
+        line = entry.line[:400]
+        if used_by_list + len(line) + 1 > list_room:
+            break
+        lines.append(line)
+        used_by_list += len(line) + 1
+    if len(entries) > len(lines):
         lines.append(
-            f"  ... and {len(entries) - len(listed)} more files (list them with run_code: "
+            f"  ... and {len(entries) - len(lines)} more files (list them with run_code: "
             f"find {INPUT_DIR} -type f)"
         )
     parts = [intro, "\n".join(lines), *(n[:600] for n in notes)]
     used = sum(len(p) + 2 for p in parts)
     previews: list[str] = []
-    with_text = [e for e in listed if e.head or e.tail]
+    # Attachments first, then the files archives unpacked to, in order.
+    with_text = [e for e in entries if (e.head or e.tail) and "/" not in e.label]
+    with_text += [e for e in entries if (e.head or e.tail) and "/" in e.label]
     for index, entry in enumerate(with_text):
         left = budget - used - 200
-        share = min(MAX_PREVIEW_CHARS, left // max(len(with_text) - index, 1))
-        if share < MIN_PREVIEW_CHARS:
+        share = max(min(MAX_PREVIEW_CHARS, left // (len(with_text) - index)), MIN_PREVIEW_CHARS)
+        if left < MIN_PREVIEW_CHARS + 150:
             previews.append(
                 f"(previews of {len(with_text) - index} more file(s) left out to keep this "
                 "message short)"
