@@ -30,7 +30,7 @@ venv: $(VENV)/.installed
 
 setup: venv
 	@start=$$EPOCHREALTIME; \
-	bash setup/docker.sh && bash setup/postgres.sh && bash setup/hatchet.sh && \
+	bash setup/docker.sh && bash setup/postgres.sh && bash setup/hatchet.sh && bash setup/seaweedfs.sh && \
 	{ bash setup/dashboard.sh || echo "[setup] warning: no dashboard build; the engine runs without one"; } && \
 	image=$$(bash setup/sandbox-image.sh) && \
 	echo "$$image" > $(STATE_DIR)/sandbox-image && \

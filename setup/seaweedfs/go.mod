@@ -1,3 +1,7 @@
+// SeaweedFS, a real S3-compatible object store, for the evidence store's
+// integration tests (setup/seaweedfs.sh builds `weed` from this module with
+// the machine's Go and module proxy). A wrapper module because `go install`
+// refuses SeaweedFS's own replace directive; the one replace below is it.
 module support-agent/setup/seaweedfs
 
 go 1.26.6
