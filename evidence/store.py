@@ -370,13 +370,6 @@ class MemoryStore:
             self._blobs = {k: (d, m - seconds) for k, (d, m) in self._blobs.items()}
 
 
-def copy_to_file(chunks: Iterable[bytes], path: Path) -> None:
-    """Write chunks to ``path`` (used by callers that need a local copy)."""
-    with path.open("wb") as out:
-        for chunk in chunks:
-            out.write(chunk)
-
-
 __all__ = [
     "CHUNK",
     "BlobInfo",
@@ -389,7 +382,6 @@ __all__ = [
     "MemoryStore",
     "StoreUnavailableError",
     "check_sha256",
-    "copy_to_file",
     "read_exactly",
     "verified",
 

@@ -8,7 +8,7 @@ a real HTTP receiver that verifies their signatures and dedupes on the id.
 from __future__ import annotations
 
 import asyncio
-import base64
+import io
 import json
 import os
 import socket
@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from hatchet_sdk import Hatchet
 
 from tests.conftest import eventually, new_ticket_id
 from tests.e2e.conftest import WorkerProcess
-from tests.webhooks import Receiver, new_secret, signed_headers
+from tests.webhooks import Receiver, multipart, new_secret, signed_headers
 from workflows.engine import EngineInfo, connect
 from workflows.names import REPLY_EVENT
 from workflows.settings import Settings
@@ -79,6 +80,18 @@ class ApiServer:
         body = b"" if payload is None else json.dumps(payload).encode()
         headers = signed_headers(API_SECRET, body, msg_id=msg_id)
         return requests.request(method, self.url + path, data=body, headers=headers, timeout=30)
+
+    def post_ticket(
+        self,
+        fields: dict[str, str],
+        files: list[tuple[str, bytes]] | None = None,
+        *,
+        msg_id: str | None = None,
+    ) -> requests.Response:
+        """``POST /v1/tickets`` as multipart/form-data: text fields and attachment parts."""
+        body, content_type = multipart(fields, [("api.log", LOG)] if files is None else files)
+        headers = {**signed_headers(API_SECRET, body, msg_id=msg_id), "content-type": content_type}
+        return requests.post(self.url + "/v1/tickets", data=body, headers=headers, timeout=60)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -133,13 +146,12 @@ def api_hatchet(settings: Settings, api_namespace: str) -> Hatchet:
     return connect(settings, namespace=api_namespace)
 
 
-def ticket_payload(ticket_id: str, **extra: Any) -> dict[str, Any]:
+def ticket_payload(ticket_id: str, **extra: str) -> dict[str, str]:
     return {
         "ticket_id": ticket_id,
         "customer_email": "dana@example.com",
         "subject": "Exports fail with error 500",
         "body": "Every CSV export fails since this morning. Log attached.",
-        "attachments": [{"name": "api.log", "content_base64": base64.b64encode(LOG).decode()}],
         **extra,
     }
 
@@ -164,14 +176,14 @@ async def test_a_signed_ticket_ends_with_signed_events_at_the_helpdesk(
 ) -> None:
     ticket_id = new_ticket_id("H")
     msg_id = f"msg_{uuid.uuid4().hex}"
-    first = api.request("POST", "/v1/tickets", ticket_payload(ticket_id), msg_id=msg_id)
+    first = api.post_ticket(ticket_payload(ticket_id), msg_id=msg_id)
     assert first.status_code == 202, first.text
     assert first.json()["ticket_id"] == ticket_id
     # The helpdesk retries the same delivery: the same answer, no second ticket.
-    again = api.request("POST", "/v1/tickets", ticket_payload(ticket_id), msg_id=msg_id)
+    again = api.post_ticket(ticket_payload(ticket_id), msg_id=msg_id)
     assert (again.status_code, again.json()) == (202, first.json())
     # A new delivery of the same ticket while its run is live does not cancel it.
-    duplicate = api.request("POST", "/v1/tickets", ticket_payload(ticket_id))
+    duplicate = api.post_ticket(ticket_payload(ticket_id))
     assert duplicate.status_code == 409 and duplicate.json()["field"] == "ticket_id"
 
     replied = await event_of(receiver, ticket_id, "ticket.replied")
@@ -222,13 +234,35 @@ async def test_a_signed_ticket_ends_with_signed_events_at_the_helpdesk(
     assert len(receiver.attempts) > len(receiver.events)  # the 503 was retried
 
 
+async def test_a_multipart_bundle_is_unpacked_and_a_bomb_refused_without_losing_the_ticket(
+    api: ApiServer, receiver: Receiver
+) -> None:
+    bundle = io.BytesIO()
+    with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("logs/api.log", LOG)
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("zeros.bin", b"\0" * (20 * 1024 * 1024))
+    ticket_id = new_ticket_id("Z")
+    files = [("bundle.zip", bundle.getvalue()), ("bomb.zip", bomb.getvalue())]
+    response = api.post_ticket(ticket_payload(ticket_id, reply_timeout_seconds="3"), files)
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert [(a["name"], a["unpacked_files"]) for a in accepted["attachments"]] == [
+        ("bundle.zip", 1),
+        ("bomb.zip", None),
+    ]
+    (warning,) = accepted["warnings"]
+    assert warning.startswith("bomb.zip: not unpacked:") and "compression ratio" in warning
+    replied = await event_of(receiver, ticket_id, "ticket.replied")
+    assert "api.log has 3 error lines" in replied["data"]["message"]
+
+
 async def test_silence_ends_with_a_signed_escalation_carrying_the_packet(
     api: ApiServer, receiver: Receiver
 ) -> None:
     ticket_id = new_ticket_id("E")
-    response = api.request(
-        "POST", "/v1/tickets", ticket_payload(ticket_id, reply_timeout_seconds=3)
-    )
+    response = api.post_ticket(ticket_payload(ticket_id, reply_timeout_seconds="3"))
     assert response.status_code == 202, response.text
     escalated = await event_of(receiver, ticket_id, "ticket.escalated")
     assert escalated["data"]["reason"] == "no reply from the customer within 3 s"
