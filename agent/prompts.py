@@ -76,22 +76,27 @@ def _size(n: int) -> str:
 
 
 def _facts(media_type: str, size: int, lines: int | None) -> str:
-    counted = f", {lines:,} lines" if lines is not None else ", binary"
-    return f"{media_type}, {_size(size)} ({size} bytes){counted}"
+    exact = f"{size} bytes" if size < 1024 else f"{_size(size)} ({size} bytes)"
+    counted = "binary" if lines is None else f"{lines:,} line{'' if lines == 1 else 's'}"
+    return f"{media_type}, {exact}, {counted}"
 
 
 def _clip_preview(head: str, tail: str, size: int, room: int) -> str:
-    """Head and tail within ``room`` characters, saying what lies between."""
+    """Head and tail within ``room`` characters, cut at line ends, saying what lies between."""
     if not head and not tail:
         return ""
-    shown = len(head.encode()) + len(tail.encode())
-    gap = f"\n[... {max(size - shown, 0)} bytes not shown: read the file with run_code ...]\n"
-    if len(head) + len(tail) + (len(gap) if tail else 0) <= room:
-        return head + (gap + tail if tail else "")
-    head_room = max((room - len(gap)) * 2 // 3, 0)
-    tail_room = max(room - len(gap) - head_room, 0)
-    tail_part = tail[len(tail) - tail_room :] if tail_room else ""
-    return head[:head_room] + gap + tail_part
+    gap_room = 80
+    if len(head) + len(tail) + (gap_room if tail else 0) > room:
+        head_room = max((room - gap_room) * 2 // 3, 0)
+        tail_room = max(room - gap_room - head_room, 0)
+        cut = head[:head_room]
+        head = cut[: cut.rfind("\n") + 1] if "\n" in cut else cut
+        piece = tail[len(tail) - tail_room :] if tail_room else ""
+        tail = piece[piece.find("\n") + 1 :] if "\n" in piece[:-1] else piece
+    if not tail and len(head.encode()) >= size:
+        return head
+    hidden = max(size - len(head.encode()) - len(tail.encode()), 0)
+    return f"{head}\n[... {hidden} bytes not shown: read the file with run_code ...]\n{tail}"
 
 
 @dataclass
