@@ -290,3 +290,32 @@ def test_unreachable_engine_fails_fast_in_one_line(
     err = fails_cleanly(capsys, ["submit", "a@example.com", "S", "--body", "B"], status=1)
     assert f"the Hatchet engine at {grpc}" in err
     assert time.monotonic() - started < commands.ENGINE_CHECK_SECONDS + 5
+
+
+def test_a_store_that_is_down_is_one_line_and_stores_nothing(tmp_path: Path) -> None:
+    import socket as sockets
+
+    from workflows.settings import EvidenceSettings
+
+    with sockets.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    settings = Settings(
+        state_dir=tmp_path,
+        evidence=EvidenceSettings(
+            store="s3",
+            s3_bucket="evidence",
+            s3_endpoint_url=f"http://127.0.0.1:{closed}",
+            s3_region="us-east-1",
+            s3_access_key_id="k",
+            s3_secret_access_key="s",
+        ),
+    )
+    log = tmp_path / "app.log"
+    log.write_bytes(b"ERROR boom\n")
+    args = parse("submit", "a@example.com", "S", "--body", "B", "--attach", str(log))
+    ticket = commands.build_ticket(args, io.StringIO())
+    files = commands.load_attachments(args.attach, settings.evidence)
+    with pytest.raises(commands.CommandError, match="the evidence store is unavailable: ") as err:
+        commands.store_attachments(settings, ticket, files)
+    assert "\n" not in str(err.value) and err.value.status == 1
