@@ -30,7 +30,7 @@ venv: $(VENV)/.installed
 
 setup: venv
 	@start=$$EPOCHREALTIME; \
-	bash setup/docker.sh && bash setup/postgres.sh && bash setup/hatchet.sh && \
+	bash setup/docker.sh && bash setup/postgres.sh && bash setup/hatchet.sh && bash setup/seaweedfs.sh && \
 	{ bash setup/dashboard.sh || echo "[setup] warning: no dashboard build; the engine runs without one"; } && \
 	image=$$(bash setup/sandbox-image.sh) && \
 	echo "$$image" > $(STATE_DIR)/sandbox-image && \
@@ -60,7 +60,7 @@ test-unit: venv
 	@$(BIN)/pytest -p no:cacheprovider tests/unit
 
 lint: venv
-	@$(BIN)/ruff check agent sandbox workflows cli api tests benchmarks
+	@$(BIN)/ruff check agent evidence sandbox workflows cli api tests benchmarks
 	@$(BIN)/mypy
 
 bench: setup

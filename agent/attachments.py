@@ -1,31 +1,35 @@
-"""Ticket attachments: size-capped, content-addressed, safely named.
+"""Ticket attachments as references: identity, facts and a bounded preview, never content.
 
-Attachments are untrusted customer data. Their names become file names in
-the sandbox, so only plain, portable names are accepted here (the sandbox
-checks again at its own boundary). The sha256 makes them content-addressed:
-code runs refer to an attachment by hash, and the content is verified
-wherever it is materialised.
+Attachments are untrusted customer data kept in the evidence store (see the
+``evidence`` package): a ticket carries each file's name, media type, size,
+sha256, line count and a head-and-tail preview, and for an archive the list
+of files it unpacked to. Code runs get the bytes from the store by sha256,
+verified as they stream. Names become file names in the sandbox, so only
+plain, portable names are accepted here (the sandbox checks again at its
+own boundary).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import mimetypes
 import re
-from typing import Annotated, Self
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from agent.validation import pattern_rule, pattern_schema, refuse
 
-MAX_ATTACHMENT_BYTES = 512 * 1024
-MAX_TOTAL_ATTACHMENT_BYTES = 2 * 1024 * 1024
-MAX_ATTACHMENTS = 10
+# Ceilings of the model itself; the configurable limits (EvidenceLimits) are
+# checked where evidence is ingested, and are lower.
+MAX_ATTACHMENTS = 1000
+MAX_PREVIEW_CHARS = 65536
+MAX_LISTED_SKIPS = 20
+UNPACKED_SUFFIX = ".d"
 
 # A leading letter or digit, then letters, digits, dot, dash, underscore: no
 # separators, no "..", no hidden files, nothing a shell or tar treats specially.
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
 def _bad_name(name: str) -> str:
     return (
         f"attachment name {name[:200]!r} is not allowed: rename the file to start with a letter "
@@ -34,61 +38,70 @@ def _bad_name(name: str) -> str:
 
 
 AttachmentName = Annotated[str, pattern_rule(_NAME, _bad_name), pattern_schema(_NAME, 128)]
-
-_TEXT_TYPES = {
-    ".log": "text/plain",
-    ".txt": "text/plain",
-    ".csv": "text/csv",
-    ".json": "application/json",
-    ".yaml": "application/yaml",
-    ".yml": "application/yaml",
-    ".toml": "application/toml",
-    ".ini": "text/plain",
-    ".conf": "text/plain",
-    ".cfg": "text/plain",
-    ".env": "text/plain",
-    ".xml": "application/xml",
-}
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Preview = Annotated[str, StringConstraints(max_length=MAX_PREVIEW_CHARS)]
 
 
-def guess_media_type(name: str) -> str:
-    suffix = ("." + name.rsplit(".", 1)[-1].lower()) if "." in name else ""
-    return _TEXT_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+def is_valid_name(name: str) -> bool:
+    return re.match(_NAME, name) is not None
 
 
 class AttachmentRef(BaseModel):
-    """What a code run needs to know about an attachment: no content, just identity."""
+    """An attachment's identity: what a reviewer and an escalation packet need."""
 
     model_config = ConfigDict(frozen=True)
 
     name: AttachmentName
     media_type: str
-    size: int = Field(ge=0, le=MAX_ATTACHMENT_BYTES)
-    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    size: int = Field(ge=0)
+    sha256: Sha256
+
+
+class EvidenceRef(BaseModel):
+    """One file a code run receives: where under /work/input, and which blob."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str = Field(max_length=1024, description="Relative to /work/input.")
+    size: int = Field(ge=0)
+    sha256: Sha256
+
+
+class UnpackedFile(BaseModel):
+    """A regular file an archive unpacked to, with its facts and preview."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str = Field(max_length=1024, description="Inside the archive's directory.")
+    media_type: str
+    size: int = Field(ge=0)
+    sha256: Sha256
+    lines: int | None = None
+    head: Preview = ""
+    tail: Preview = ""
+
+
+class ArchiveListing(BaseModel):
+    """What an archive unpacked to, or why it was not unpacked."""
+
+    model_config = ConfigDict(frozen=True)
+
+    directory: str = Field(description="Relative to /work/input: '<archive name>.d'.")
+    files: list[UnpackedFile] = Field(default_factory=list)
+    skipped: list[str] = Field(
+        default_factory=list, description="Members left out (links, devices, unsafe paths)."
+    )
+    skipped_count: int = 0
+    error: str | None = Field(default=None, description="Why nothing was unpacked.")
 
 
 class Attachment(AttachmentRef):
-    """An attachment with its content (base64, so it travels in JSON payloads)."""
+    """An attachment as a ticket carries it: reference, facts, preview; archives' listings."""
 
-    content_b64: str
-
-    @classmethod
-    def from_bytes(cls, name: str, data: bytes, media_type: str | None = None) -> Attachment:
-        if len(data) > MAX_ATTACHMENT_BYTES:
-            raise ValueError(
-                f"attachment {name!r} is {len(data)} bytes; the limit is {MAX_ATTACHMENT_BYTES}"
-            )
-        return cls(
-            name=name,
-            media_type=media_type or guess_media_type(name),
-            size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-            content_b64=base64.b64encode(data).decode("ascii"),
-        )
-
-    @property
-    def data(self) -> bytes:
-        return base64.b64decode(self.content_b64, validate=True)
+    lines: int | None = Field(default=None, description="None for binary files.")
+    head: Preview = Field(default="", description="The first bytes, as text.")
+    tail: Preview = Field(default="", description="The last bytes, as text ('' if all in head).")
+    archive: ArchiveListing | None = None
 
     @property
     def ref(self) -> AttachmentRef:
@@ -96,51 +109,36 @@ class Attachment(AttachmentRef):
             name=self.name, media_type=self.media_type, size=self.size, sha256=self.sha256
         )
 
-    @model_validator(mode="after")
-    def _content_matches(self) -> Self:
-        try:
-            data = self.data
-        except ValueError as exc:
-            raise ValueError(f"attachment {self.name!r}: content is not valid base64") from exc
-        if len(data) != self.size or hashlib.sha256(data).hexdigest() != self.sha256:
-            raise ValueError(f"attachment {self.name!r}: content does not match its size/sha256")
-        return self
+    def inputs(self) -> list[EvidenceRef]:
+        """The files a code run receives for this attachment: it, and what it unpacked to."""
+        files = [EvidenceRef(path=self.name, size=self.size, sha256=self.sha256)]
+        if self.archive is not None:
+            files += [
+                EvidenceRef(path=f"{self.archive.directory}/{f.path}", size=f.size, sha256=f.sha256)
+                for f in self.archive.files
+            ]
+        return files
 
 
 def check_attachment_set(attachments: list[Attachment]) -> list[Attachment]:
-    """Count, total size and unique names of a ticket's attachments."""
+    """Count and unique names (archives' directories included) of a ticket's attachments."""
     if len(attachments) > MAX_ATTACHMENTS:
         raise refuse(f"{len(attachments)} attachments; the limit is {MAX_ATTACHMENTS}")
-    total = sum(a.size for a in attachments)
-    if total > MAX_TOTAL_ATTACHMENT_BYTES:
-        raise refuse(f"attachments total {total} bytes; the limit is {MAX_TOTAL_ATTACHMENT_BYTES}")
     names = [a.name for a in attachments]
+    names += [a.archive.directory for a in attachments if a.archive is not None]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise refuse(f"duplicate attachment names: {', '.join(duplicates)}")
     return attachments
 
 
-def is_probably_text(data: bytes) -> bool:
-    if b"\x00" in data[:4096]:
-        return False
-    try:
-        data[:4096].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # A multi-byte character cut at the 4096 boundary is still text.
-        return exc.start >= 4090
-    return True
+def evidence_inputs(attachments: list[Attachment]) -> list[EvidenceRef]:
+    return [ref for a in attachments for ref in a.inputs()]
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def preview(data: bytes, limit: int = 1500) -> str:
-    """The first bytes as printable text, for the prompt (the model reads the rest with code)."""
-    if not is_probably_text(data):
-        return f"<binary, {len(data)} bytes>"
-    text = data[:limit].decode("utf-8", errors="replace")
-    text = _CONTROL.sub("\ufffd", text)
-    if len(data) > limit:
-        text += f"\n... ({len(data) - limit} more bytes)"
-    return text
+def printable(data: bytes) -> str:
+    """Bytes as text for a preview: invalid UTF-8 and control characters replaced."""
+    return _CONTROL.sub("\ufffd", data.decode("utf-8", errors="replace"))

@@ -10,8 +10,18 @@ reply from what the code actually found. Paths are embedded with
 from __future__ import annotations
 
 import json
+import shlex
 
-from agent.attachments import AttachmentRef
+from pydantic import BaseModel
+
+
+class EvidenceFile(BaseModel):
+    """A file the planner writes a script for: ``name`` is its path under /work/input."""
+
+    name: str
+    media_type: str
+    size: int = 0
+    sha256: str = ""
 
 _LOG = r"""
 import collections, re, sys
@@ -190,9 +200,9 @@ echo "FINDING: $(basename "$f") is a binary file ($(file -b "$f" | cut -c1-80));
 _CONFIG_SUFFIXES = (".yaml", ".yml", ".toml", ".ini", ".cfg", ".conf", ".env", ".properties")
 
 
-def script_for(attachment: AttachmentRef) -> tuple[str, str, str]:
+def script_for(attachment: EvidenceFile) -> tuple[str, str, str]:
     """(language, code, purpose) of the script that examines one attachment."""
-    name = attachment.name.lower()
+    name = attachment.name.rsplit("/", 1)[-1].lower()
     path = json.dumps(f"/work/input/{attachment.name}")
     if name.endswith(".json") or attachment.media_type == "application/json":
         return (
@@ -218,6 +228,6 @@ def script_for(attachment: AttachmentRef) -> tuple[str, str, str]:
             _LOG.format(path=path),
             f"Count and group the error lines in {attachment.name}",
         )
-    # The path is a JSON string, which is also a valid double-quoted shell word
-    # for these restricted names.
-    return "bash", _BINARY.format(path=path), f"Identify the binary file {attachment.name}"
+    # Paths from archives may hold any printable character: quoted for the shell.
+    shell_path = shlex.quote(f"/work/input/{attachment.name}")
+    return "bash", _BINARY.format(path=shell_path), f"Identify the binary file {attachment.name}"

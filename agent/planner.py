@@ -14,8 +14,7 @@ import hashlib
 import re
 from typing import Any
 
-from agent.attachments import AttachmentRef
-from agent.diagnostics import script_for
+from agent.diagnostics import EvidenceFile, script_for
 from agent.llm import TextSink, TurnRequest, TurnResult, Usage
 from agent.tools import ESCALATE, REPLY, RUN_CODE
 
@@ -85,7 +84,7 @@ class OfflinePlanner:
         )
 
     def _first_look(self, request: TurnRequest, seed: str) -> list[dict[str, Any]]:
-        refs = [AttachmentRef.model_validate(a) for a in request.attachments][:MAX_SCRIPTS]
+        refs = [EvidenceFile.model_validate(a) for a in request.attachments][:MAX_SCRIPTS]
         if not refs:
             message = (
                 "Thanks for the details. Our automated checks need evidence to work with: "

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
-from agent.attachments import Attachment, preview
+from agent.attachments import Attachment
 from agent.tickets import Ticket, TriageResult
 
 FENCE_OPEN = "<untrusted-data"
@@ -26,7 +27,9 @@ with what the evidence supports.
 
 Tools:
 - run_code: runs a Python or bash script in a fresh, isolated sandbox. The ticket's \
-attachments are read-only files in /work/input/. There is no network. Python 3 with the \
+attachments are read-only files in /work/input/ (archives also unpacked there, into \
+<name>.d/). Files can be large: stream them (line by line, grep, awk) rather than \
+reading them whole. There is no network. Python 3 with the \
 standard library and PyYAML, plus jq, gawk, grep, sed, file and xxd are available. Print \
 concise, structured results: output is truncated past a few kilobytes. Several run_code \
 calls in one turn run in parallel.
@@ -56,14 +59,147 @@ def fence(label: str, content: str) -> str:
     return f'{FENCE_OPEN} source="{label}" id="{tag}">\n{neutral}\n{FENCE_CLOSE} id="{tag}">'
 
 
-def _attachment_section(attachment: Attachment) -> str:
-    header = (
-        f"- /work/input/{attachment.name} ({attachment.media_type}, {attachment.size} bytes, "
-        f"sha256 {attachment.sha256[:16]}...)"
+# What the evidence section of the opening turn may take, however much
+# evidence there is: about 6,000 tokens (4 characters a token for logs).
+EVIDENCE_BUDGET_CHARS = 24_000
+MAX_LISTED_FILES = 150
+MIN_PREVIEW_CHARS = 160
+MAX_PREVIEW_CHARS = 2_400
+INPUT_DIR = "/work/input"
+
+
+def _size(n: int) -> str:
+    for unit, step in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= step:
+            return f"{n / step:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _facts(media_type: str, size: int, lines: int | None) -> str:
+    exact = f"{size} bytes" if size < 1024 else f"{_size(size)} ({size} bytes)"
+    counted = "binary" if lines is None else f"{lines:,} line{'' if lines == 1 else 's'}"
+    return f"{media_type}, {exact}, {counted}"
+
+
+def _clip_preview(head: str, tail: str, size: int, room: int) -> str:
+    """Head and tail within ``room`` characters, cut at line ends, saying what lies between."""
+    if not head and not tail:
+        return ""
+    gap_room = 80
+    if len(head) + len(tail) + (gap_room if tail else 0) > room:
+        head_room = max((room - gap_room) * 2 // 3, 0)
+        tail_room = max(room - gap_room - head_room, 0)
+        cut = head[:head_room]
+        head = cut[: cut.rfind("\n") + 1] if "\n" in cut else cut
+        piece = tail[len(tail) - tail_room :] if tail_room else ""
+        tail = piece[piece.find("\n") + 1 :] if "\n" in piece[:-1] else piece
+    if not tail and len(head.encode()) >= size:
+        return head
+    hidden = max(size - len(head.encode()) - len(tail.encode()), 0)
+    return f"{head}\n[... {hidden} bytes not shown: read the file with run_code ...]\n{tail}"
+
+
+@dataclass
+class _Entry:
+    label: str  # the path under /work/input
+    line: str
+    head: str
+    tail: str
+    size: int
+
+
+def _entries(attachments: list[Attachment]) -> tuple[list[_Entry], list[str]]:
+    """Every file the code will see, in order, and notes about archives."""
+    entries: list[_Entry] = []
+    notes: list[str] = []
+    for a in attachments:
+        line = (
+            f"- {INPUT_DIR}/{a.name} ({_facts(a.media_type, a.size, a.lines)}, "
+            f"sha256 {a.sha256[:16]}...)"
+        )
+        entries.append(_Entry(a.name, line, a.head, a.tail, a.size))
+        listing = a.archive
+        if listing is None:
+            continue
+        if listing.error:
+            notes.append(f"{a.name}: {listing.error}; the archive is at {INPUT_DIR}/{a.name}")
+            continue
+        total = sum(f.size for f in listing.files)
+        notes.append(
+            f"{a.name} is unpacked into {INPUT_DIR}/{listing.directory}/ "
+            f"({len(listing.files)} files, {_size(total)})"
+            + (
+                f"; {listing.skipped_count} member(s) skipped (links, devices or unsafe paths), "
+                f"e.g. {listing.skipped[0]}"
+                if listing.skipped_count and listing.skipped
+                else ""
+            )
+        )
+        for f in listing.files:
+            path = f"{listing.directory}/{f.path}"
+            entries.append(
+                _Entry(
+                    path,
+                    f"  - {INPUT_DIR}/{path} ({_facts(f.media_type, f.size, f.lines)})",
+                    f.head,
+                    f.tail,
+                    f.size,
+                )
+            )
+    return entries, notes
+
+
+def evidence_section(attachments: list[Attachment], budget: int = EVIDENCE_BUDGET_CHARS) -> str:
+    """The files, their facts and bounded previews, in at most ``budget`` characters.
+
+    The file list comes first (up to ``MAX_LISTED_FILES`` lines); previews
+    share what is left, each between ``MIN_PREVIEW_CHARS`` and
+    ``MAX_PREVIEW_CHARS``, in file order, until the budget is spent. The
+    rest the model reads with code: the section says so.
+    """
+    entries, notes = _entries(attachments)
+    intro = (
+        f"Evidence: {len(entries)} file(s), read-only under {INPUT_DIR}/ (previews are the "
+        "first and last bytes only; read whole files with run_code):"
     )
-    return (
-        header + "\n" + fence(f"attachment {attachment.name} (preview)", preview(attachment.data))
-    )
+    # The list may take up to 40% of the budget; previews get the rest.
+    list_room = budget * 2 // 5
+    lines: list[str] = []
+    used_by_list = 0
+    for entry in entries[:MAX_LISTED_FILES]:
+        line = entry.line[:400]
+        if used_by_list + len(line) + 1 > list_room:
+            break
+        lines.append(line)
+        used_by_list += len(line) + 1
+    if len(entries) > len(lines):
+        lines.append(
+            f"  ... and {len(entries) - len(lines)} more files (list them with run_code: "
+            f"find {INPUT_DIR} -type f)"
+        )
+    parts = [intro, "\n".join(lines), *(n[:600] for n in notes)]
+    used = sum(len(p) + 2 for p in parts)
+    previews: list[str] = []
+    # Attachments first, then the files archives unpacked to, in order.
+    with_text = [e for e in entries if (e.head or e.tail) and "/" not in e.label]
+    with_text += [e for e in entries if (e.head or e.tail) and "/" in e.label]
+    for index, entry in enumerate(with_text):
+        left = budget - used - 200
+        share = max(min(MAX_PREVIEW_CHARS, left // (len(with_text) - index)), MIN_PREVIEW_CHARS)
+        if left < MIN_PREVIEW_CHARS + 150:
+            previews.append(
+                f"(previews of {len(with_text) - index} more file(s) left out to keep this "
+                "message short)"
+            )
+            break
+        body = _clip_preview(entry.head, entry.tail, entry.size, share)
+        block = fence(f"attachment {entry.label} (preview)", body)
+        previews.append(block)
+        used += len(block) + 2
+    text = "\n\n".join(parts + previews)
+    if len(text) > budget:  # fence overheads on pathological names: never past the budget
+        text = text[: budget - 40] + "\n[... evidence list cut here ...]"
+    return text
 
 
 def initial_messages(ticket: Ticket, triage: TriageResult) -> list[dict[str, Any]]:
@@ -76,10 +212,7 @@ def initial_messages(ticket: Ticket, triage: TriageResult) -> list[dict[str, Any
         fence("ticket body", ticket.body),
     ]
     if ticket.attachments:
-        parts.append(
-            "Attachments (previews only; read the full files with run_code):\n"
-            + "\n".join(_attachment_section(a) for a in ticket.attachments)
-        )
+        parts.append(evidence_section(ticket.attachments))
     else:
         parts.append("The customer attached no files.")
     parts.append("Investigate, then reply to the customer or escalate.")
@@ -115,5 +248,28 @@ def nudge_message() -> dict[str, Any]:
     }
 
 
+MAX_METADATA_FILES = 100
+
+
 def attachment_metadata(ticket: Ticket) -> list[dict[str, Any]]:
-    return [json.loads(a.ref.model_dump_json()) for a in ticket.attachments]
+    """The files code can read, for planners that write scripts per file (bounded).
+
+    An archive that unpacked is represented by its files; one that did not
+    (or any other file) by itself. ``name`` is the path under /work/input.
+    """
+    files: list[dict[str, Any]] = []
+    for a in ticket.attachments:
+        listing = a.archive
+        if listing is not None and listing.error is None and listing.files:
+            files += [
+                {
+                    "name": f"{listing.directory}/{f.path}",
+                    "media_type": f.media_type,
+                    "size": f.size,
+                    "sha256": f.sha256,
+                }
+                for f in listing.files
+            ]
+        else:
+            files.append(json.loads(a.ref.model_dump_json()))
+    return files[:MAX_METADATA_FILES]

@@ -9,27 +9,27 @@ is a 503; nothing a caller sends produces a 5xx with a traceback.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from hatchet_sdk import Hatchet
 from pydantic import ValidationError
 from standardwebhooks import Webhook
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
 
-from agent.attachments import Attachment
 from agent.tickets import TICKET_ID_PATTERN, CustomerReply, Ticket, new_ticket_id
 from agent.validation import field_of, first_error
 from api.deliveries import DeliveryLog
 from api.guard import WebhookGuard
 from api.schemas import (
+    AttachmentOut,
     ErrorOut,
     Message,
     ReplyAccepted,
@@ -42,14 +42,20 @@ from api.schemas import (
     TicketRow,
     api_status,
 )
+from evidence.ingest import EvidenceRefusedError, IngestResult, Upload, check_uploads, release
+from evidence.limits import EvidenceLimits
+from evidence.store import StoreUnavailableError
 from workflows.client import (
     TicketClosedError,
     TicketLiveError,
     TicketNotFoundError,
     check_engine,
+    ingest_evidence,
     open_ticket,
     reply_to_ticket,
+    with_evidence,
 )
+from workflows.deps import open_evidence_store
 from workflows.engine import EngineUnavailableError, connect
 from workflows.settings import Settings
 from workflows.support import SupportWorkflow, build_support_workflow
@@ -77,6 +83,38 @@ class InputError(Exception):
         self.status = status
 
 
+class StoreDown(Exception):
+    """The evidence store did not answer: a 503, the helpdesk retries."""
+
+
+_TEXT_FIELDS = {
+    name: {"type": "string"} for name in ("ticket_id", "customer_email", "subject", "body")
+}
+TICKET_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["customer_email", "subject", "body"],
+                "properties": {
+                    **_TEXT_FIELDS,
+                    "reply_timeout_seconds": {"type": "number"},
+                    "restart": {"type": "boolean"},
+                    "attachments": {
+                        "type": "array",
+                        "items": {"type": "string", "format": "binary"},
+                        "description": "Files, streamed into the evidence store; .zip, .tar, "
+                        ".tar.gz/.tgz and .gz are also unpacked for the agent's code.",
+                    },
+                },
+            }
+        },
+        "application/json": {"schema": TicketIn.model_json_schema()},
+    },
+}
+
+
 class Desk:
     """The engine connection, made when first needed (the API starts even if the engine is down)."""
 
@@ -95,33 +133,60 @@ class Desk:
 
 
 def build_ticket(body: TicketIn) -> Ticket:
-    """The ticket model from the request; attachments decoded and checked."""
-    attachments = []
-    for index, item in enumerate(body.attachments):
-        where = f"attachments.{index}"
-        try:
-            data = base64.b64decode(item.content_base64, validate=True)
-        except (binascii.Error, ValueError):
-            raise InputError(
-                f"attachment {item.name[:100]!r}: content_base64 is not valid base64",
-                f"{where}.content_base64",
-            ) from None
-        try:
-            attachments.append(Attachment.from_bytes(item.name, data))
-        except ValidationError as exc:
-            raise InputError(first_error(exc), f"{where}.name") from None
-        except ValueError as exc:
-            raise InputError(str(exc), f"{where}.content_base64", status=413) from None
+    """The ticket model from the request's fields (attachments are stored separately)."""
     try:
         return Ticket(
             ticket_id=body.ticket_id or new_ticket_id(),
             customer_email=body.customer_email,
             subject=body.subject,
             body=body.body,
-            attachments=attachments,
         )
     except ValidationError as exc:
         raise InputError(first_error(exc), field_of(exc.errors()[0]) or None) from None
+
+
+def _as_request_error(exc: ValidationError) -> RequestValidationError:
+    return RequestValidationError(
+        [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+    )
+
+
+async def read_ticket_request(
+    request: Request, limits: EvidenceLimits
+) -> tuple[TicketIn, list[UploadFile]]:
+    """The ticket's fields and its file parts, from JSON or multipart/form-data.
+
+    Multipart file parts are spooled to temporary files by the form parser
+    (never held whole in memory); only parts named ``attachments`` are taken.
+    """
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        try:
+            form = await request.form(
+                max_files=limits.max_files + 1, max_fields=16, max_part_size=1024 * 1024
+            )
+        except (MultiPartException, HTTPException) as exc:
+            detail = getattr(exc, "message", None) or getattr(exc, "detail", None) or str(exc)
+            raise InputError(f"not a valid multipart/form-data body: {detail}") from None
+        fields: dict[str, str] = {}
+        files: list[UploadFile] = []
+        for key, value in form.multi_items():
+            if isinstance(value, str):
+                if key in fields:
+                    raise InputError(f"{key}: given more than once", key)
+                fields[key] = value
+            elif key == "attachments":
+                files.append(value)
+            else:
+                raise InputError(f"{key}: files go in parts named 'attachments'", key)
+        try:
+            return TicketIn.model_validate(fields), files
+        except ValidationError as exc:
+            raise _as_request_error(exc) from None
+    try:
+        return TicketIn.model_validate_json(await request.body()), []
+    except ValidationError as exc:
+        raise _as_request_error(exc) from None
 
 
 def _messages(entries: list[Any]) -> list[Message]:
@@ -159,6 +224,7 @@ def create_app(
                 "SUPPORT_AGENT_API_SECRET is not a valid whsec_<base64> secret"
             ) from None
     desk = Desk(settings, hatchet)
+    store = open_evidence_store(settings)
     submitting: dict[str, asyncio.Lock] = {}
     deliveries = DeliveryLog(settings.state_dir / "api-deliveries.sqlite")
 
@@ -179,7 +245,7 @@ def create_app(
         WebhookGuard,
         secret=None if insecure_no_auth else secret,
         deliveries=deliveries,
-        max_body_bytes=settings.api_max_body_bytes,
+        max_body_bytes=settings.api_body_limit,
     )
 
     @app.exception_handler(RequestValidationError)
@@ -196,6 +262,10 @@ def create_app(
     async def bad_input(request: Request, exc: InputError) -> JSONResponse:
         body = ErrorOut(error=str(exc), field=exc.field).model_dump()
         return JSONResponse(body, status_code=exc.status)
+
+    @app.exception_handler(StoreDown)
+    async def store_down(request: Request, exc: StoreDown) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "field": "attachments"}, status_code=503)
 
     @app.exception_handler(EngineUnavailableError)
     async def engine_down(request: Request, exc: EngineUnavailableError) -> JSONResponse:
@@ -223,14 +293,47 @@ def create_app(
             return JSONResponse({"error": str(exc), "field": None}, status_code=503)
         return JSONResponse({"status": "ready", "engine": version})
 
-    @app.post("/v1/tickets", status_code=202, responses=ERRORS, tags=["tickets"])
-    async def post_ticket(body: TicketIn) -> TicketAccepted:
+    @app.post(
+        "/v1/tickets",
+        status_code=202,
+        responses=ERRORS,
+        tags=["tickets"],
+        openapi_extra={"requestBody": TICKET_BODY},
+    )
+    async def post_ticket(request: Request) -> TicketAccepted:
+        body, files = await read_ticket_request(request, settings.evidence)
         ticket = build_ticket(body)
+        uploads = [Upload(f.filename or "", f.file) for f in files]
+        try:  # names, count and sizes: before the engine is asked or a byte is stored
+            check_uploads([(u.name, u.size) for u in uploads], settings.evidence)
+        except EvidenceRefusedError as exc:
+            raise InputError(str(exc), "attachments", 413 if exc.too_large else 422) from None
         hatchet, workflow = await desk.client()
         # Two deliveries of one new ticket at once: the second sees the first's run.
         lock = submitting.setdefault(ticket.ticket_id, asyncio.Lock())
         async with lock:
-            return await _open(hatchet, workflow, ticket, body)
+            stored = await _store(ticket, uploads) if uploads else None
+            if stored is not None:
+                ticket = with_evidence(ticket, stored)
+            try:
+                accepted = await _open(hatchet, workflow, ticket, body)
+            except BaseException:
+                if stored is not None:
+                    await asyncio.to_thread(release, store, stored.hold)
+                raise
+        if stored is not None:
+            accepted.warnings = stored.warnings
+        return accepted
+
+    async def _store(ticket: Ticket, uploads: list[Upload]) -> IngestResult:
+        try:
+            return await asyncio.to_thread(
+                ingest_evidence, settings, store, ticket.ticket_id, uploads
+            )
+        except EvidenceRefusedError as exc:
+            raise InputError(str(exc), "attachments", 413 if exc.too_large else 422) from None
+        except StoreUnavailableError as exc:
+            raise StoreDown(f"the evidence store is unavailable: {exc}; retry") from None
 
     async def _open(
         hatchet: Hatchet, workflow: SupportWorkflow, ticket: Ticket, body: TicketIn
@@ -249,7 +352,22 @@ def create_app(
             raise InputError(str(exc), "ticket_id", status=409) from None
         deliveries.remember_run(ticket.ticket_id, run_id)
         submitting.pop(ticket.ticket_id, None)
-        return TicketAccepted(ticket_id=ticket.ticket_id, run_id=run_id)
+        return TicketAccepted(
+            ticket_id=ticket.ticket_id,
+            run_id=run_id,
+            attachments=[
+                AttachmentOut(
+                    name=a.name,
+                    media_type=a.media_type,
+                    size=a.size,
+                    sha256=a.sha256,
+                    unpacked_files=(
+                        len(a.archive.files) if a.archive and not a.archive.error else None
+                    ),
+                )
+                for a in ticket.attachments
+            ],
+        )
 
     @app.post(
         "/v1/tickets/{ticket_id}/replies", status_code=202, responses=ERRORS, tags=["tickets"]

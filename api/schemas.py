@@ -30,14 +30,13 @@ def api_status(status: TicketStatus) -> ApiStatus:
     return status.value  # type: ignore[return-value]
 
 
-class AttachmentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(description="A plain file name: letters, digits, '.', '_', '-'.")
-    content_base64: str
-
-
 class TicketIn(BaseModel):
+    """The ticket's fields: a JSON body, or the text fields of a multipart/form-data upload.
+
+    Attachments come only as multipart file parts named ``attachments``
+    (streamed into the evidence store, never inside a JSON document).
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     ticket_id: TicketId | None = Field(
@@ -46,7 +45,6 @@ class TicketIn(BaseModel):
     customer_email: Email
     subject: Subject
     body: Body
-    attachments: list[AttachmentIn] = Field(default_factory=list)
     reply_timeout_seconds: float | None = Field(
         default=None,
         gt=0,
@@ -59,9 +57,23 @@ class TicketIn(BaseModel):
     )
 
 
+class AttachmentOut(BaseModel):
+    name: str
+    media_type: str
+    size: int
+    sha256: str
+    unpacked_files: int | None = Field(
+        default=None, description="Files an archive unpacked to; null: not an archive."
+    )
+
+
 class TicketAccepted(BaseModel):
     ticket_id: str
     run_id: str
+    attachments: list[AttachmentOut] = Field(default_factory=list)
+    warnings: list[str] = Field(
+        default_factory=list, description="E.g. an archive that was not unpacked, and why."
+    )
 
 
 class ReplyIn(BaseModel):

@@ -1,9 +1,11 @@
 """``make bench``: every benchmark, each a ratio against a baseline measured in the same run."""
 
-from benchmarks import bench_agent, bench_api, bench_sandbox
+from benchmarks import bench_agent, bench_api, bench_evidence, bench_sandbox
 
 bench_sandbox.main()
 print()
 bench_agent.main()
 print()
 bench_api.main()
+print()
+bench_evidence.main()

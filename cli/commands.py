@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import sys
@@ -22,9 +23,11 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
-from agent.attachments import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS, Attachment
 from agent.tickets import TICKET_ID_PATTERN, CustomerReply, Ticket, new_ticket_id
 from agent.validation import first_error
+from evidence.ingest import EvidenceRefusedError, IngestResult, Upload, check_uploads
+from evidence.limits import EvidenceLimits
+from evidence.store import EvidenceError, StoreUnavailableError
 from workflows.settings import Settings
 
 if TYPE_CHECKING:
@@ -126,14 +129,14 @@ def read_body(args: argparse.Namespace, stdin: IO[str]) -> str:
         raise BadInputError(f"cannot read the body file {args.body_file}: {exc}") from exc
 
 
-def load_attachments(paths: list[Path]) -> list[Attachment]:
-    """Read the files; each attachment is named after its file's base name.
+def load_attachments(paths: list[Path], limits: EvidenceLimits) -> list[tuple[str, Path]]:
+    """Check the files without reading them; each is named after its base name.
 
-    What a file may be called and how many and how large they may be are the
-    ticket model's rules (``agent.attachments``); here only what concerns
-    files: that each exists, and that none is read whole when it is too large.
+    Names, count and sizes are the evidence limits' rules (the same for the
+    API and Python callers); here also what concerns files: that each exists
+    and is a regular file. Nothing is read until the engine has answered.
     """
-    attachments = []
+    files = []
     for path in paths:
         if not path.exists():
             raise BadInputError(f"attachment not found: {path}")
@@ -141,32 +144,53 @@ def load_attachments(paths: list[Path]) -> list[Attachment]:
             raise BadInputError(f"attachment is not a regular file: {path}")
         try:
             size = path.stat().st_size
-            if size > MAX_ATTACHMENT_BYTES:
-                raise BadInputError(
-                    f"attachment {path} is {size} bytes; the limit is {MAX_ATTACHMENT_BYTES}"
-                )
-            data = path.read_bytes()
         except OSError as exc:
             raise BadInputError(f"cannot read attachment {path}: {exc.strerror or exc}") from exc
-        try:
-            attachments.append(Attachment.from_bytes(path.name, data))
-        except (ValueError, ValidationError) as exc:
-            raise BadInputError(_first_line(exc)) from exc
-    return attachments
+        files.append((path.name, path, size))
+    try:
+        check_uploads([(name, size) for name, _, size in files], limits)
+    except EvidenceRefusedError as exc:
+        raise BadInputError(str(exc)) from exc
+    return [(name, path) for name, path, _ in files]
 
 
 def build_ticket(args: argparse.Namespace, stdin: IO[str]) -> Ticket:
-    """The ticket ``submit`` would send, checked by the ticket model; raises BadInputError."""
+    """The ticket ``submit`` would send (attachments not yet stored); raises BadInputError."""
     try:
         return Ticket(
             ticket_id=args.ticket_id or new_ticket_id(),
             customer_email=args.email,
             subject=args.subject,
             body=read_body(args, stdin),
-            attachments=load_attachments(args.attach),
         )
     except ValidationError as exc:
         raise BadInputError(_first_line(exc)) from exc
+
+
+def store_attachments(
+    settings: Settings, ticket: Ticket, files: list[tuple[str, Path]]
+) -> IngestResult:
+    """Stream the files into the evidence store; one-line errors for refusals and outages."""
+    from workflows.client import ingest_evidence
+    from workflows.deps import open_evidence_store
+
+    with contextlib.ExitStack() as stack:
+        uploads = []
+        for name, path in files:
+            try:
+                uploads.append(Upload(name, stack.enter_context(path.open("rb"))))
+            except OSError as exc:
+                reason = exc.strerror or exc
+                raise BadInputError(f"cannot read attachment {path}: {reason}") from exc
+        try:
+            store = open_evidence_store(settings)
+            return ingest_evidence(settings, store, ticket.ticket_id, uploads)
+        except EvidenceRefusedError as exc:
+            raise BadInputError(str(exc)) from exc
+        except StoreUnavailableError as exc:
+            raise CommandError(f"the evidence store is unavailable: {exc}") from exc
+        except EvidenceError as exc:
+            raise CommandError(f"cannot store the attachments: {exc}") from exc
 
 
 def build_reply(args: argparse.Namespace, stdin: IO[str]) -> CustomerReply:
@@ -251,23 +275,38 @@ def _print_json(data: Any) -> None:
 def submit(args: argparse.Namespace, settings: Settings) -> int:
     try:
         ticket = build_ticket(args, sys.stdin)
+        files = load_attachments(args.attach, settings.evidence)
     except BadInputError as exc:
         _fail(str(exc))
         return exc.status
-    return run_command(lambda: _submit(args, settings, ticket))
+    return run_command(lambda: _submit(args, settings, ticket, files))
 
 
-async def _submit(args: argparse.Namespace, settings: Settings, ticket: Ticket) -> int:
+async def _submit(
+    args: argparse.Namespace, settings: Settings, ticket: Ticket, files: list[tuple[str, Path]]
+) -> int:
     from cli.render import Terminal
     from cli.watch import Progress, follow
-    from workflows.client import submit_ticket
+    from evidence.ingest import release
+    from workflows.client import submit_ticket, with_evidence
     from workflows.support import build_support_workflow
 
     hatchet = await connect_checked(settings)
     workflow = build_support_workflow(hatchet, settings)
-    ref = await submit_ticket(
-        hatchet, workflow, ticket, settings, reply_timeout_seconds=args.reply_timeout
-    )
+    # Only now, with the engine answering, are the files read and stored.
+    stored = await asyncio.to_thread(store_attachments, settings, ticket, files)
+    for warning in stored.warnings:
+        print(f"support-agent: warning: {warning}", file=sys.stderr)
+    ticket = with_evidence(ticket, stored)
+    try:
+        ref = await submit_ticket(
+            hatchet, workflow, ticket, settings, reply_timeout_seconds=args.reply_timeout
+        )
+    except BaseException:
+        from workflows.deps import open_evidence_store
+
+        release(open_evidence_store(settings), stored.hold)  # nothing started: nothing held
+        raise
     run_id = ref.workflow_run_id
     out = Terminal.for_stream(sys.stdout)
     if not args.json:
@@ -460,8 +499,9 @@ def add_ticket_commands(commands: argparse._SubParsersAction[Any]) -> None:
         action="append",
         default=[],
         metavar="PATH",
-        help=f"attach a file, named after its base name (repeatable; at most {MAX_ATTACHMENTS}, "
-        f"{MAX_ATTACHMENT_BYTES // 1024} KiB each)",
+        help="attach a file, named after its base name (repeatable; by default at most 50 "
+        "files, 200 MiB each, 1 GiB in all; .zip, .tar, .tar.gz/.tgz and .gz are also unpacked "
+        "for the code)",
     )
     p.add_argument("--ticket-id", metavar="ID", help="default: a new T-<12 hex digits>")
     p.add_argument(

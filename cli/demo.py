@@ -19,8 +19,10 @@ import uuid
 
 from agent.attachments import Attachment
 from agent.tickets import CustomerReply, Ticket
-from workflows.client import push_reply, submit_ticket, wait_for_reply_sent
+from evidence.ingest import Upload
+from workflows.client import ingest_evidence, push_reply, submit_ticket, wait_for_reply_sent
 from workflows.dashboard import find_dashboard
+from workflows.deps import open_evidence_store
 from workflows.engine import connect, running_engine, start_engine_background, stop_engine
 from workflows.models import TicketOutcome
 from workflows.settings import Settings
@@ -49,10 +51,16 @@ _SSO_CONFIG = (
 )
 
 
-def _samples() -> tuple[tuple[Ticket, str | None], ...]:
+def _samples(settings: Settings) -> tuple[tuple[Ticket, str | None], ...]:
     # Fresh ticket ids per demo, so a reply from an earlier demo (still inside
     # the lookback window) cannot resolve this one.
     run = uuid.uuid4().hex[:6].upper()
+    store = open_evidence_store(settings)
+
+    def stored(ticket_id: str, files: dict[str, str]) -> list[Attachment]:
+        uploads = [Upload.from_bytes(name, text.encode()) for name, text in files.items()]
+        return ingest_evidence(settings, store, ticket_id, uploads).attachments
+
     return (
         (
             Ticket(
@@ -61,10 +69,10 @@ def _samples() -> tuple[tuple[Ticket, str | None], ...]:
                 subject="CSV export fails with error 500",
                 body="Since this morning every CSV export of our orders fails with a 500 "
                 "error. Server log and a sample export attached.",
-                attachments=[
-                    Attachment.from_bytes("api-server.log", _API_LOG.encode()),
-                    Attachment.from_bytes("orders-sample.csv", _ORDERS_CSV.encode()),
-                ],
+                attachments=stored(
+                    f"DEMO-{run}-1",
+                    {"api-server.log": _API_LOG, "orders-sample.csv": _ORDERS_CSV},
+                ),
             ),
             "Thanks, we raised the pool size and the exports work now.",
         ),
@@ -75,7 +83,7 @@ def _samples() -> tuple[tuple[Ticket, str | None], ...]:
                 subject="Cannot log in with SSO",
                 body="Our whole team is locked out since we changed the SSO settings. "
                 "Config attached.",
-                attachments=[Attachment.from_bytes("sso.yaml", _SSO_CONFIG.encode())],
+                attachments=stored(f"DEMO-{run}-2", {"sso.yaml": _SSO_CONFIG}),
             ),
             None,
         ),
@@ -101,7 +109,7 @@ def _print_outcome(run_id: str, outcome: TicketOutcome) -> None:
 async def _run_tickets(settings: Settings, namespace: str) -> int:
     hatchet = connect(settings, namespace=namespace)
     workflow = build_support_workflow(hatchet, settings)
-    samples = _samples()
+    samples = _samples(settings)
     refs = []
     for ticket, _ in samples:
         ref = await submit_ticket(

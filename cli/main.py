@@ -53,6 +53,19 @@ def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
     return run_sandbox_command(args, settings.sandbox)
 
 
+def _evidence(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
+    from evidence.retention import sweep
+    from workflows.deps import open_evidence_store
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    store = open_evidence_store(settings)
+    report = sweep(store, grace_seconds=settings.evidence.sweep_grace_seconds)
+    print(f"evidence in {store.description}: {report.describe()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="support-agent",
@@ -95,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_parser(commands)
 
+    evidence = commands.add_parser(
+        "evidence", help="the evidence store: sweep what no ticket holds any more"
+    )
+    evidence.add_argument(
+        "action",
+        choices=["sweep"],
+        help="release expired holds and delete unheld blobs (each deletion is logged)",
+    )
+    evidence.set_defaults(handler=_evidence)
+
     demo = commands.add_parser("demo", help="run two sample tickets end to end")
     demo.set_defaults(handler=_demo)
     return parser
@@ -108,10 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one clear line for any failure, never a traceback
+        from evidence.store import EvidenceError
         from sandbox import SandboxError
         from workflows.engine import EngineUnavailableError
 
-        if not isinstance(exc, EngineUnavailableError | SandboxError | ValueError | OSError):
+        failures = EngineUnavailableError | SandboxError | EvidenceError | ValueError | OSError
+        if not isinstance(exc, failures):
             raise
         print(f"support-agent: error: {exc}", file=sys.stderr)
         return 1

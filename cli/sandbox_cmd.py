@@ -84,7 +84,7 @@ def _request(args: argparse.Namespace) -> ExecutionRequest:
     path: Path = args.file
     code = path.read_text(encoding="utf-8")
     language: Language = args.language or ("bash" if path.suffix == ".sh" else "python")
-    files = [InputFile(name=p.name, data=p.read_bytes()) for p in args.attach]
+    files = [InputFile.from_path(p.name, p) for p in args.attach]
     return ExecutionRequest(
         code=code,
         language=language,

@@ -25,7 +25,7 @@ from sandbox.fake import FakeOutcome, FakeSandbox
 from sandbox.interface import Sandbox
 from sandbox.models import ExecutionRequest, ExecutionResult, InputFile, OutputFile
 from sandbox.reaper import reap_expired
-from sandbox.validation import validate_input_name
+from sandbox.validation import validate_input_name, validate_input_path
 
 __all__ = [
     "DockerSandbox",
@@ -41,4 +41,5 @@ __all__ = [
     "SandboxError",
     "reap_expired",
     "validate_input_name",
+    "validate_input_path",
 ]

@@ -67,9 +67,11 @@ class SandboxConfig(BaseModel):
     max_output_file_bytes: int = Field(default=256 * 1024, ge=0)
     max_output_total_bytes: int = Field(default=1024 * 1024, ge=0)
 
-    # Input caps.
+    # Input caps. A worker's settings derive the three input limits from the
+    # ticket's evidence limits (what a ticket may carry, its code can read);
+    # these defaults apply to the library used on its own.
     max_code_bytes: int = Field(default=256 * 1024, ge=1)
-    max_input_files: int = Field(default=32, ge=0)
+    max_input_files: int = Field(default=32, ge=0, description="Files, unpacked ones included.")
     max_input_file_bytes: int = Field(default=16 * MIB, ge=0)
     max_input_total_bytes: int = Field(default=32 * MIB, ge=0)
     max_input_name_bytes: int = Field(default=128, ge=8, le=255)

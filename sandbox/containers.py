@@ -224,7 +224,8 @@ def host_config(
     mounts = []
     if input_volume:
         size = config.max_input_total_bytes + 64 * 1024 * (config.max_input_files + 1)
-        options = tmpfs_options(size, config.max_input_files + 8, "0555", ROOT)
+        # Inodes for the files and the directories archives unpack to.
+        options = tmpfs_options(size, 2 * config.max_input_files + 16, "0555", ROOT)
         mounts.append(
             Mount(
                 INPUT_DIR,

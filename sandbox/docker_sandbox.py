@@ -166,6 +166,11 @@ class DockerSandbox:
             log.info("sandbox pool: %s unusable (%s); using a fresh container", pooled.name, exc)
             await self._destroy(pooled.id)
             return None
+        except BaseException:
+            # The inputs' own stream failed (a store hiccup, a hash mismatch):
+            # the container must not keep a partial copy; the caller decides.
+            await asyncio.shield(self._destroy(pooled.id))
+            raise
 
     def _claim(self, pooled: PooledContainer, name: str, prepared: PreparedRequest) -> str:
         client = self.client()

@@ -6,6 +6,9 @@ Hatchet as task outputs and end up, summarised, in the model's context.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,25 +16,55 @@ from pydantic import BaseModel, ConfigDict, Field
 Language = Literal["python", "bash"]
 
 
-class InputFile(BaseModel):
-    """One attachment, placed read-only at ``/work/input/<name>``.
+@dataclass(frozen=True)
+class InputFile:
+    """One input file, placed read-only at ``/work/input/<name>``.
+
+    ``name`` is a relative path: one component for an attachment, several
+    for a file an archive unpacked to (``bundle.zip.d/logs/app.log``). The
+    content is either ``data`` or, for real-size evidence, ``source``: a
+    callable that returns the bytes as a stream of chunks, so a 200 MB log
+    goes from its store into the container without ever being held whole.
+    The stream must yield exactly ``size`` bytes (it may raise to abort the
+    copy, e.g. when its content fails a hash check).
 
     The name is checked when the request runs (``InvalidInputError``), not
     here, so a hostile customer file name is a clear sandbox error rather than
-    a validation failure wherever the model happens to be built.
+    a validation failure wherever the request happens to be built.
     """
 
-    # Bytes travel as base64 in JSON, so binary attachments survive a round trip.
-    model_config = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
-
     name: str
-    data: bytes
+    data: bytes = b""
+    size: int = -1
+    source: Callable[[], Iterable[bytes]] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.source is None:
+            object.__setattr__(self, "size", len(self.data))
+        elif self.size < 0:
+            raise ValueError(f"input file {self.name!r}: a streamed file needs its size")
+
+    def chunks(self) -> Iterable[bytes]:
+        if self.source is None:
+            return (self.data,) if self.data else ()
+        return self.source()
+
+    @classmethod
+    def from_path(cls, name: str, path: Path) -> InputFile:
+        """A local file, streamed when the container is filled (``sandbox run --attach``)."""
+
+        def read() -> Iterator[bytes]:
+            with path.open("rb") as handle:
+                while chunk := handle.read(1024 * 1024):
+                    yield chunk
+
+        return cls(name=name, size=path.stat().st_size, source=read)
 
 
 class ExecutionRequest(BaseModel):
     """One piece of code to run once, with its inputs and the ids it belongs to."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     code: str
     language: Language = "python"

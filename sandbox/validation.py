@@ -65,6 +65,35 @@ def validate_input_name(name: str, max_bytes: int = 128) -> None:
             )
 
 
+MAX_INPUT_DEPTH = 17
+MAX_INPUT_PATH_BYTES = 1024
+
+
+def validate_input_path(path: str, max_name_bytes: int = 128) -> None:
+    """A relative path of safe components: an attachment, or a file its archive unpacked to.
+
+    The first component is the attachment's own name (``max_name_bytes``);
+    deeper ones come from archives and may use a file system's 255 bytes.
+    """
+    if "\\" in path:
+        raise InvalidInputError(f"attachment name {ascii(path)[:80]} contains a path separator")
+    parts = path.split("/")
+    if len(parts) == 1:
+        validate_input_name(path, max_name_bytes)
+        return
+    shown = ascii(path)[:80]
+    if len(parts) > MAX_INPUT_DEPTH:
+        raise InvalidInputError(f"input path {shown} is deeper than {MAX_INPUT_DEPTH} levels")
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_INPUT_PATH_BYTES:
+        raise InvalidInputError(f"input path {shown} is longer than {MAX_INPUT_PATH_BYTES} bytes")
+    validate_input_name(parts[0], max_name_bytes)
+    for part in parts[1:]:
+        try:
+            validate_input_name(part, 255)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"input path {shown}: {exc}") from None
+
+
 def prepare_request(request: ExecutionRequest, config: SandboxConfig) -> PreparedRequest:
     """Validate names and sizes against ``config``; raise ``InvalidInputError`` if refused."""
     try:
@@ -79,21 +108,25 @@ def prepare_request(request: ExecutionRequest, config: SandboxConfig) -> Prepare
     if len(files) > config.max_input_files:
         raise InvalidInputError(f"{len(files)} attachments; the limit is {config.max_input_files}")
     seen: set[str] = set()
+    directories: set[str] = set()
     total = 0
     for item in files:
-        validate_input_name(item.name, config.max_input_name_bytes)
+        validate_input_path(item.name, config.max_input_name_bytes)
         # Names that differ only in Unicode normalization look identical to
         # people and models; treat them as the duplicates they appear to be.
         key = unicodedata.normalize("NFC", item.name)
-        if key in seen:
+        parts = key.split("/")
+        above = {"/".join(parts[:i]) for i in range(1, len(parts))}
+        if key in seen or key in directories or above & seen:
             raise InvalidInputError(f"attachment name {ascii(item.name)[:80]} is a duplicate")
         seen.add(key)
-        if len(item.data) > config.max_input_file_bytes:
+        directories |= above
+        if item.size > config.max_input_file_bytes:
             raise InvalidInputError(
-                f"attachment {ascii(item.name)[:80]} is {len(item.data)} bytes;"
+                f"attachment {ascii(item.name)[:80]} is {item.size} bytes;"
                 f" the limit is {config.max_input_file_bytes}"
             )
-        total += len(item.data)
+        total += item.size
     if total > config.max_input_total_bytes:
         raise InvalidInputError(
             f"attachments total {total} bytes; the limit is {config.max_input_total_bytes}"

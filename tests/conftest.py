@@ -12,11 +12,17 @@ from typing import Any, TypeVar
 
 from agent.attachments import Attachment
 from agent.tickets import Ticket
+from evidence import MemoryStore, ingest_bytes
+from evidence.store import EvidenceStore
 from workflows.client import ticket_run
 from workflows.models import TicketRun
 from workflows.settings import Settings
 
 T = TypeVar("T")
+
+# Where make_ticket keeps attachments unless told otherwise: unit tests hand
+# this store to the code under test (Dependencies, EvidenceLoader).
+TEST_STORE = MemoryStore()
 
 
 def new_ticket_id(prefix: str = "T") -> str:
@@ -30,15 +36,25 @@ def make_ticket(
     subject: str = "Export broken",
     email: str = "dana@example.com",
     files: dict[str, bytes] | None = None,
+    store: EvidenceStore | None = None,
 ) -> Ticket:
-    """A valid ticket; ``files`` become attachments (name -> content)."""
+    """A valid ticket; ``files`` become attachments (name -> content) kept in ``store``."""
+    ticket_id = ticket_id or new_ticket_id()
     return Ticket(
-        ticket_id=ticket_id or new_ticket_id(),
+        ticket_id=ticket_id,
         customer_email=email,
         subject=subject,
         body=body,
-        attachments=[Attachment.from_bytes(n, d) for n, d in (files or {}).items()],
+        attachments=ingest_bytes(store or TEST_STORE, files or {}, ticket_id=ticket_id),
     )
+
+
+def attachment(
+    name: str, data: bytes, *, store: EvidenceStore | None = None, ticket_id: str = "T-test"
+) -> Attachment:
+    """One attachment, its content kept in ``store`` (default: ``TEST_STORE``)."""
+    (stored,) = ingest_bytes(store or TEST_STORE, {name: data}, ticket_id=ticket_id)
+    return stored
 
 
 def make_run(

@@ -9,6 +9,8 @@ from hatchet_sdk.clients.rest.exceptions import NotFoundException
 from hatchet_sdk.runnables.workflow import TaskRunRef
 
 from agent.tickets import CustomerReply, Ticket
+from evidence.ingest import IngestResult, Upload, ingest
+from evidence.store import EvidenceStore
 from workflows.models import RunStatus, TicketOutcome, TicketRun
 from workflows.names import REPLY_EVENT, TaskName
 from workflows.settings import Settings
@@ -34,6 +36,31 @@ async def submit_ticket(
         ticket_run(ticket, settings, reply_timeout_seconds=reply_timeout_seconds),
         wait_for_result=False,
         additional_metadata={"ticket_id": ticket.ticket_id},
+    )
+
+
+def ingest_evidence(
+    settings: Settings, store: EvidenceStore, ticket_id: str, uploads: list[Upload]
+) -> IngestResult:
+    """Put a ticket's uploads into the evidence store under the settings' limits and retention.
+
+    Blocking (it streams every file): call it in a thread from async code.
+    Raises ``EvidenceRefusedError`` (input over a limit, before anything is
+    stored) or ``StoreUnavailableError``.
+    """
+    return ingest(
+        store,
+        uploads,
+        settings.evidence,
+        ticket_id=ticket_id,
+        retention=settings.evidence_retention,
+    )
+
+
+def with_evidence(ticket: Ticket, result: IngestResult) -> Ticket:
+    """The ticket with its attachments' references, checked by the ticket model again."""
+    return Ticket.model_validate(
+        {**ticket.model_dump(exclude={"attachments"}), "attachments": result.attachments}
     )
 
 

@@ -1,87 +1,96 @@
 """The side-effecting services child tasks use, behind the agent's and sandbox's protocols.
 
 A worker builds one ``Dependencies``; tests can build one from fakes
-(``ScriptedLLM``, ``FakeSandbox``) without patching any import path.
+(``ScriptedLLM``, ``FakeSandbox``, ``MemoryStore``) without patching any
+import path.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+import functools
 from dataclasses import dataclass
 
-from hatchet_sdk import Hatchet
+from pydantic import SecretStr
 
-from agent.attachments import AttachmentRef
+from agent.attachments import EvidenceRef
 from agent.llm import LLM
 from agent.planner import OfflinePlanner
+from evidence.store import (
+    EvidenceCorruptError,
+    EvidenceMissingError,
+    EvidenceStore,
+    LocalStore,
+)
 from sandbox import InputFile, Sandbox
 from workflows.delivery import Deliverer, describe_url
 from workflows.settings import ConfigurationError, Settings
 
 
-class AttachmentUnavailableError(RuntimeError):
-    """An attachment's content could not be found or did not match its hash."""
+class EvidenceGoneError(EvidenceMissingError):
+    """A ticket's evidence is no longer in the store: its code runs cannot get it back."""
 
 
-class AttachmentLoader:
-    """Materialises attachment content for a code run, by sha256.
+class EvidenceLoader:
+    """Turns a code run's evidence references into sandbox inputs streamed from the store.
 
-    The content lives in the ticket run's own input, held by the engine, so
-    any worker on any host can fetch it without shared storage. A bounded
-    in-memory cache (content-addressed, so never stale) avoids fetching the
-    same ticket's files for every code run.
+    Nothing is read here: each ``InputFile`` opens its blob when the sandbox
+    copies it into the container, and the bytes are verified against their
+    sha256 on the way. Only presence is checked first, so a ticket whose
+    evidence was swept fails with a clear reason before any container exists.
     """
 
-    def __init__(
-        self,
-        fetch_run_input: Callable[[str], Awaitable[dict[str, object]]],
-        cache_bytes: int = 64 * 1024 * 1024,
-    ) -> None:
-        self._fetch = fetch_run_input
-        self._cache: OrderedDict[str, bytes] = OrderedDict()
-        self._cache_bytes = cache_bytes
-        self._lock = asyncio.Lock()
+    def __init__(self, store: EvidenceStore) -> None:
+        self.store = store
 
-    @classmethod
-    def from_hatchet(cls, hatchet: Hatchet) -> AttachmentLoader:
-        async def fetch(run_id: str) -> dict[str, object]:
-            details = await hatchet.runs.aio_get(run_id)
-            payload = details.run.input or {}
-            # A standalone task's input is wrapped as {"input": ..., "parents": ...}.
-            inner = payload.get("input", payload)
-            return inner if isinstance(inner, dict) else {}
+    async def inputs(self, refs: list[EvidenceRef], ticket_id: str) -> list[InputFile]:
+        sizes = await asyncio.to_thread(lambda: [self.store.size(r.sha256) for r in refs])
+        missing = [r for r, size in zip(refs, sizes, strict=True) if size is None]
+        if missing:
+            more = f" and {len(missing) - 1} more file(s)" if len(missing) > 1 else ""
+            raise EvidenceGoneError(
+                f"the evidence of ticket {ticket_id} is gone: {missing[0].path} (sha256 "
+                f"{missing[0].sha256[:12]}){more} is no longer in the evidence store (deleted "
+                "after its retention, or never stored)"
+            )
+        for ref, size in zip(refs, sizes, strict=True):
+            if size != ref.size:
+                raise EvidenceCorruptError(
+                    f"evidence {ref.path} (sha256 {ref.sha256[:12]}) is stored with {size} bytes, "
+                    f"not {ref.size}"
+                )
+        return [
+            InputFile(
+                name=ref.path,
+                size=ref.size,
+                source=functools.partial(self.store.read, ref.sha256, ref.size),
+            )
+            for ref in refs
+        ]
 
-        return cls(fetch)
 
-    def _remember(self, sha256: str, data: bytes) -> None:
-        self._cache[sha256] = data
-        self._cache.move_to_end(sha256)
-        while sum(len(v) for v in self._cache.values()) > self._cache_bytes:
-            self._cache.popitem(last=False)
+def open_evidence_store(settings: Settings) -> EvidenceStore:
+    """The store the settings name: a local directory, or an S3-compatible bucket."""
+    config = settings.evidence
+    if config.store == "local":
+        return LocalStore(settings.evidence_dir)
+    if not config.s3_bucket:
+        raise ConfigurationError(
+            "SUPPORT_AGENT_EVIDENCE__STORE=s3 needs SUPPORT_AGENT_EVIDENCE__S3_BUCKET"
+        )
+    from evidence.s3 import S3Store
 
-    async def load(self, refs: list[AttachmentRef], root_run_id: str) -> list[InputFile]:
-        from agent.attachments import Attachment
+    def secret(value: SecretStr | None) -> str | None:
+        return value.get_secret_value() if value is not None else None
 
-        async with self._lock:
-            missing = [r for r in refs if r.sha256 not in self._cache]
-            if missing:
-                run_input = await self._fetch(root_run_id)
-                ticket = run_input.get("ticket")
-                raw = ticket.get("attachments", []) if isinstance(ticket, dict) else []
-                for item in raw:
-                    attachment = Attachment.model_validate(item)  # verifies size and sha256
-                    self._remember(attachment.sha256, attachment.data)
-            files = []
-            for ref in refs:
-                data = self._cache.get(ref.sha256)
-                if data is None:
-                    raise AttachmentUnavailableError(
-                        f"attachment {ref.name} ({ref.sha256[:12]}) not found in run {root_run_id}"
-                    )
-                files.append(InputFile(name=ref.name, data=data))
-            return files
+    return S3Store.connect(
+        config.s3_bucket,
+        prefix=config.s3_prefix,
+        endpoint_url=config.s3_endpoint_url,
+        region=config.s3_region,
+        access_key_id=secret(config.s3_access_key_id),
+        secret_access_key=secret(config.s3_secret_access_key),
+    )
 
 
 def choose_llm(settings: Settings) -> LLM:
@@ -150,7 +159,7 @@ def describe_planner(llm: LLM) -> str:
 @dataclass
 class Dependencies:
     llm: LLM
-    attachments: AttachmentLoader
+    evidence: EvidenceLoader
     # Set by the worker's lifespan (the sandbox's pool lives on the worker's loop).
     sandbox: Sandbox | None = None
     delivery: Deliverer | None = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agent.attachments import evidence_inputs
 from agent.budget import Spent, code_runs_exhausted, code_runs_left, exhausted
 from agent.llm import TurnRequest, TurnResult
 from agent.loop import CodeCall, Decision, plan_turn
@@ -109,7 +110,7 @@ class TicketState:
                 purpose=c.call.purpose,
                 language=c.call.language,
                 code=c.call.code,
-                attachments=[a.ref for a in ticket.attachments],
+                evidence=evidence_inputs(ticket.attachments),
                 root_run_id=root_run_id,
                 timeout_seconds=self.run.code_timeout_seconds,
             )

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer
 
-from agent.attachments import AttachmentRef
+from agent.attachments import EvidenceRef
 from agent.budget import Budget, Spent
 from agent.packet import EscalationPacket
 from agent.tickets import Category, Priority, Ticket
@@ -64,8 +64,10 @@ class CodeRunRequest(BaseModel):
     purpose: str
     language: Literal["python", "bash"]
     code: Lines = Field(description="The script, one string per line.")
-    attachments: list[AttachmentRef]
-    root_run_id: str = Field(description="The ticket run that holds the attachments' content.")
+    evidence: list[EvidenceRef] = Field(
+        description="The files the code gets under /work/input, by sha256 in the evidence store."
+    )
+    root_run_id: str = Field(description="The ticket run this code run belongs to.")
     timeout_seconds: float
 
 

@@ -16,10 +16,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent.budget import Budget
+from evidence.limits import MIB, EvidenceLimits
 from sandbox.config import SandboxConfig
 
 # The checkout this package runs from (an editable install): where set-up's files are.
@@ -43,6 +44,46 @@ def _default_sidecar() -> Path | None:
 def _env(name: str, field: str) -> AliasChoices:
     """Read ``name`` from the environment; ``field`` still works as a keyword argument."""
     return AliasChoices(name, field)
+
+
+class EvidenceSettings(EvidenceLimits):
+    """Where evidence is kept, for how long, and how much a ticket may bring."""
+
+    store: Literal["local", "s3"] = Field(
+        default="local",
+        description="'local': a directory (one machine, or a shared file system); 's3': an "
+        "S3-compatible bucket every worker reaches.",
+    )
+    dir: Path | None = Field(
+        default=None, description="The local store's directory (default: <state dir>/evidence)."
+    )
+    s3_bucket: str | None = Field(default=None, description="The bucket (store=s3).")
+    s3_prefix: str = Field(default="support-agent/", description="Key prefix in the bucket.")
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="For S3-compatible services (SeaweedFS, MinIO, Ceph, R2, ...); unset: "
+        "Amazon S3.",
+    )
+    s3_region: str | None = Field(default=None, description="The bucket's region.")
+    s3_access_key_id: SecretStr | None = Field(
+        default=None,
+        description="Unset: boto3's own chain (AWS_ACCESS_KEY_ID, ~/.aws, an instance role).",
+    )
+    s3_secret_access_key: SecretStr | None = Field(default=None, description="Never logged.")
+    retention_hours: float = Field(
+        default=720,
+        gt=0,
+        description="How long a ticket's evidence is kept after it is submitted: match your "
+        "engine's run retention (hatchet-lite keeps runs 30 days).",
+    )
+    sweep_interval_seconds: float = Field(
+        default=3600, gt=0, description="How often a worker sweeps expired evidence."
+    )
+    sweep_grace_seconds: float = Field(
+        default=3600,
+        ge=0,
+        description="Blobs younger than this are never swept (uploads in progress).",
+    )
 
 
 class Settings(BaseSettings):
@@ -159,10 +200,11 @@ class Settings(BaseSettings):
     )
     api_host: str = Field(default="127.0.0.1", description="Where `serve` listens.")
     api_port: int = Field(default=8400, ge=1, le=65535, description="Where `serve` listens.")
-    api_max_body_bytes: int = Field(
-        default=4 * 1024 * 1024,
+    api_max_body_bytes: int | None = Field(
+        default=None,
         ge=1024,
-        description="Larger requests are refused (413) before they are read.",
+        description="Larger requests are refused (413) as they stream in (default: the "
+        "ticket's evidence limit plus 16 MiB).",
     )
     delivery_url: str | None = Field(
         default=None,
@@ -183,6 +225,35 @@ class Settings(BaseSettings):
         default=True, description="This worker runs code (it must reach a Docker daemon)."
     )
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+
+    # Evidence (SUPPORT_AGENT_EVIDENCE__MAX_FILE_BYTES=..., etc.).
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
+
+    @model_validator(mode="after")
+    def _inputs_follow_the_ticket(self) -> Settings:
+        """The sandbox takes whatever a ticket may bring: its input limits are derived."""
+        self.sandbox = self.sandbox.model_copy(
+            update={
+                "max_input_files": self.evidence.max_input_files,
+                "max_input_file_bytes": self.evidence.max_file_bytes,
+                "max_input_total_bytes": self.evidence.max_input_bytes,
+            }
+        )
+        return self
+
+    @property
+    def evidence_dir(self) -> Path:
+        return self.evidence.dir or self.state_dir / "evidence"
+
+    @property
+    def api_body_limit(self) -> int:
+        if self.api_max_body_bytes is not None:
+            return self.api_max_body_bytes
+        return self.evidence.max_ticket_bytes + 16 * MIB
+
+    @property
+    def evidence_retention(self) -> timedelta:
+        return timedelta(hours=self.evidence.retention_hours)
 
     @property
     def external_engine(self) -> bool:

@@ -53,7 +53,7 @@ async def execute_code(
     """
     if emit is not None:
         await emit(CodeStarted(step=request.step, purpose=request.purpose))
-    files = await deps.attachments.load(request.attachments, request.root_run_id)
+    files = await deps.evidence.inputs(request.evidence, request.ticket_id)
     result = await deps.require_sandbox().run(
         ExecutionRequest(
             code=request.code,

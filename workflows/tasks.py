@@ -28,10 +28,11 @@ from hatchet_sdk.runnables.workflow import Standalone
 from agent.llm import LLMError, TurnRequest, TurnResult
 from agent.tickets import Ticket, TriageResult
 from agent.triage import triage
+from evidence.store import EvidenceCorruptError, EvidenceMissingError
 from sandbox import InvalidInputError
 from workflows import steps
 from workflows.delivery import DeliveryRefused
-from workflows.deps import AttachmentUnavailableError, Dependencies
+from workflows.deps import Dependencies
 from workflows.models import (
     CodeRunRequest,
     CodeRunResult,
@@ -163,8 +164,9 @@ def build_child_tasks(
         input_validator=CodeRunRequest,
         execution_timeout=timedelta(seconds=settings.sandbox.max_timeout_seconds + 120),
         schedule_timeout=timedelta(hours=1),
-        retries=2,
+        retries=3,
         backoff_factor=2,
+        backoff_max_seconds=30,
         desired_worker_labels=[
             DesiredWorkerLabel(key=SANDBOX_LABEL, value=SANDBOX_LABEL_VALUE, required=True)
         ],
@@ -178,7 +180,10 @@ def build_child_tasks(
             return await steps.execute_code(
                 need(), request, step_id=ctx.task_run_id, emit=emit
             )
-        except (InvalidInputError, AttachmentUnavailableError) as exc:
+        except (InvalidInputError, EvidenceMissingError, EvidenceCorruptError) as exc:
+            # Gone or corrupted evidence does not come back on a retry. A store
+            # that did not answer (StoreUnavailableError) is left to Hatchet's
+            # retries, so a hiccup never ends a ticket's investigation.
             raise NonRetryableException(str(exc)) from exc
 
     @hatchet.task(

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator
 
 from hatchet_sdk import Hatchet, RateLimitDuration
 
+from evidence.retention import sweep
+from evidence.store import EvidenceStore
 from sandbox import DockerSandbox, SandboxError
 from workflows.deps import (
-    AttachmentLoader,
     Dependencies,
+    EvidenceLoader,
     choose_deliverer,
     choose_llm,
     describe_delivery,
     describe_planner,
+    open_evidence_store,
 )
 from workflows.names import LLM_RATE_LIMIT_KEY, SANDBOX_LABEL, SANDBOX_LABEL_VALUE
 from workflows.settings import Settings
@@ -44,6 +48,25 @@ def check_docker(settings: Settings) -> None:
     client.close()
 
 
+async def sweep_periodically(store: EvidenceStore, settings: Settings) -> None:
+    """Delete evidence no ticket holds any more, now and every interval.
+
+    Every worker sweeps: a sweep is idempotent, and the evidence of tickets
+    must go even when only one worker is left. A failed sweep (the store did
+    not answer) is logged and tried again at the next interval.
+    """
+    while True:
+        try:
+            report = await asyncio.to_thread(
+                sweep, store, grace_seconds=settings.evidence.sweep_grace_seconds
+            )
+            if report.blobs_deleted or report.holds_released:
+                log.info("evidence sweep: %s", report.describe())
+        except Exception as exc:
+            log.warning("evidence sweep failed: %s", exc)
+        await asyncio.sleep(settings.evidence.sweep_interval_seconds)
+
+
 def run_worker(
     hatchet: Hatchet,
     settings: Settings,
@@ -57,9 +80,10 @@ def run_worker(
     llm = choose_llm(settings)
     if sandboxes:
         check_docker(settings)
+    store = open_evidence_store(settings)
     deps = Dependencies(
         llm=llm,
-        attachments=AttachmentLoader.from_hatchet(hatchet),
+        evidence=EvidenceLoader(store),
         delivery=choose_deliverer(settings),
     )
     workflow = build_support_workflow(hatchet, settings, deps)
@@ -74,15 +98,19 @@ def run_worker(
         if sandbox is not None:
             await sandbox.start()
             deps.sandbox = sandbox
+        sweeper = asyncio.create_task(sweep_periodically(store, settings))
         log.info(
-            "worker started; customers are answered by: %s; code runs: %s; delivery: %s",
+            "worker started; customers are answered by: %s; code runs: %s; delivery: %s; "
+            "evidence: %s",
             describe_planner(deps.llm),
             f"yes, sandbox runtime {sandbox.runtime_label}" if sandbox else "no (--no-sandbox)",
             describe_delivery(deps.delivery),
+            store.description,
         )
         try:
             yield
         finally:
+            sweeper.cancel()
             if sandbox is not None:
                 await sandbox.close()
 

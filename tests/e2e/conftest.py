@@ -18,8 +18,11 @@ import pytest
 import pytest_asyncio
 from hatchet_sdk import Hatchet
 
+from agent.attachments import Attachment
+from tests.conftest import attachment
 from tests.fake_anthropic import FakeAnthropic
 from tests.helpers import unavailable
+from workflows.deps import open_evidence_store
 from workflows.engine import (
     EngineInfo,
     EngineUnavailableError,
@@ -30,6 +33,11 @@ from workflows.engine import (
 )
 from workflows.settings import Settings
 from workflows.support import SupportWorkflow, build_support_workflow
+
+
+def stored(name: str, data: bytes, ticket_id: str = "T-e2e") -> Attachment:
+    """An attachment kept in the evidence store the workers read (the settings' own)."""
+    return attachment(name, data, store=open_evidence_store(Settings()), ticket_id=ticket_id)
 
 
 class WorkerProcess:

@@ -14,12 +14,11 @@ import docker
 import pytest
 from hatchet_sdk import Hatchet, V1TaskStatus
 
-from agent.attachments import Attachment
 from agent.budget import Budget
 from agent.tickets import CustomerReply, Ticket
 from agent.tools import ESCALATE, REPLY, RUN_CODE
 from tests.conftest import new_ticket_id
-from tests.e2e.conftest import SpawnWorker, WorkerProcess
+from tests.e2e.conftest import SpawnWorker, WorkerProcess, stored
 from tests.fake_anthropic import FakeAnthropic, delay, error, message, text, tool_use
 from workflows.client import push_reply, submit_ticket, wait_for_reply_sent
 from workflows.engine import connect
@@ -57,8 +56,8 @@ def _ticket(ticket_id: str) -> Ticket:
         subject="Checkout errors since the deploy",
         body=f"Checkout fails for some users. Logs attached. {INJECTION}",
         attachments=[
-            Attachment.from_bytes("app.log", APP_LOG),
-            Attachment.from_bytes("data.json", DATA_JSON),
+            stored("app.log", APP_LOG),
+            stored("data.json", DATA_JSON),
         ],
     )
 

@@ -18,10 +18,9 @@ import pytest
 import pytest_asyncio
 from hatchet_sdk import Hatchet, V1TaskStatus
 
-from agent.attachments import Attachment
 from agent.tickets import Ticket
 from tests.conftest import new_ticket_id
-from tests.e2e.conftest import WorkerProcess
+from tests.e2e.conftest import WorkerProcess, stored
 from workflows.client import submit_ticket, wait_for_reply_sent
 from workflows.models import TicketOutcome
 from workflows.settings import Settings
@@ -193,7 +192,7 @@ async def test_watch_prints_scripts_and_finishes(
         customer_email="ops@example.com",
         subject="Export broken",
         body="The CSV export fails; log attached.",
-        attachments=[Attachment.from_bytes("export.log", LOG.encode())],
+        attachments=[stored("export.log", LOG.encode())],
     )
     ref = await submit_ticket(hatchet, support, ticket, Settings(), reply_timeout_seconds=3)
     result = await cli(namespace, "watch", ref.workflow_run_id, within=60)

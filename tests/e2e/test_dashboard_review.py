@@ -16,10 +16,10 @@ import pytest
 import requests
 from hatchet_sdk import Hatchet
 
-from agent.attachments import Attachment
 from agent.packet import ScriptRecord
 from agent.tickets import Ticket
 from tests.conftest import new_ticket_id
+from tests.e2e.conftest import stored
 from workflows.client import submit_ticket
 from workflows.settings import Settings
 from workflows.support import SupportWorkflow
@@ -76,7 +76,7 @@ async def test_each_script_is_reviewable_in_the_dashboard(
         customer_email="review@example.com",
         subject="Orders API errors",
         body="Since 10:10 the orders API fails; log attached.",
-        attachments=[Attachment.from_bytes("orders-api.log", LOG)],
+        attachments=[stored("orders-api.log", LOG)],
     )
     ref = await submit_ticket(hatchet, support, ticket, Settings(), reply_timeout_seconds=2)
     outcome = await asyncio.wait_for(ref.aio_result(), timeout=90)

@@ -8,8 +8,9 @@ a real HTTP receiver that verifies their signatures and dedupes on the id.
 from __future__ import annotations
 
 import asyncio
-import base64
+import io
 import uuid
+import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,9 +19,9 @@ import requests
 from hatchet_sdk import Hatchet
 
 from tests.conftest import eventually, new_ticket_id
-from tests.e2e.api_server import ApiServer
+from tests.e2e.api_server import API_SECRET, ApiServer
 from tests.e2e.conftest import WorkerProcess
-from tests.webhooks import Receiver, new_secret
+from tests.webhooks import Receiver, multipart, new_secret, signed_headers
 from workflows.engine import EngineInfo, connect
 from workflows.names import REPLY_EVENT
 from workflows.settings import Settings
@@ -28,6 +29,28 @@ from workflows.settings import Settings
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 DELIVERY_SECRET = new_secret()
 LOG = b"2026-11-20T10:00:01Z ERROR db: connection pool exhausted\n" * 3
+
+
+class HelpdeskApi(ApiServer):
+    """The API server, plus multipart ticket posts as a helpdesk sends them."""
+
+    def post_ticket(
+        self,
+        fields: dict[str, str],
+        files: list[tuple[str, bytes]] | None = None,
+        *,
+        msg_id: str | None = None,
+        encoded: tuple[bytes, str] | None = None,
+    ) -> requests.Response:
+        """``POST /v1/tickets`` as multipart/form-data: text fields and attachment parts.
+
+        ``encoded``: a body made earlier, for a retried delivery (byte for byte the same).
+        """
+        body, content_type = encoded or multipart(
+            fields, [("api.log", LOG)] if files is None else files
+        )
+        headers = {**signed_headers(API_SECRET, body, msg_id=msg_id), "content-type": content_type}
+        return requests.post(self.url + "/v1/tickets", data=body, headers=headers, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +90,8 @@ def api(
     helpdesk_worker: WorkerProcess,
     api_namespace: str,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[ApiServer]:
-    server = ApiServer(api_namespace, tmp_path_factory.mktemp("api") / "api.log")
+) -> Iterator[HelpdeskApi]:
+    server = HelpdeskApi(api_namespace, tmp_path_factory.mktemp("api") / "api.log")
     yield server
     server.stop()
 
@@ -78,13 +101,12 @@ def api_hatchet(settings: Settings, api_namespace: str) -> Hatchet:
     return connect(settings, namespace=api_namespace)
 
 
-def ticket_payload(ticket_id: str, **extra: Any) -> dict[str, Any]:
+def ticket_payload(ticket_id: str, **extra: str) -> dict[str, str]:
     return {
         "ticket_id": ticket_id,
         "customer_email": "dana@example.com",
         "subject": "Exports fail with error 500",
         "body": "Every CSV export fails since this morning. Log attached.",
-        "attachments": [{"name": "api.log", "content_base64": base64.b64encode(LOG).decode()}],
         **extra,
     }
 
@@ -96,7 +118,7 @@ async def event_of(receiver: Receiver, ticket_id: str, kind: str, within: float 
     return await eventually(seen, within=within, what=f"{kind} for {ticket_id}")
 
 
-async def status_of(api: ApiServer, ticket_id: str, wanted: str, within: float = 120) -> Any:
+async def status_of(api: HelpdeskApi, ticket_id: str, wanted: str, within: float = 120) -> Any:
     async def check() -> Any:
         body = (await asyncio.to_thread(api.request, "GET", f"/v1/tickets/{ticket_id}")).json()
         return body if body.get("status") == wanted else None
@@ -105,18 +127,19 @@ async def status_of(api: ApiServer, ticket_id: str, wanted: str, within: float =
 
 
 async def test_a_signed_ticket_ends_with_signed_events_at_the_helpdesk(
-    api: ApiServer, receiver: Receiver, api_hatchet: Hatchet
+    api: HelpdeskApi, receiver: Receiver, api_hatchet: Hatchet
 ) -> None:
     ticket_id = new_ticket_id("H")
     msg_id = f"msg_{uuid.uuid4().hex}"
-    first = api.request("POST", "/v1/tickets", ticket_payload(ticket_id), msg_id=msg_id)
+    encoded = multipart(ticket_payload(ticket_id), [("api.log", LOG)])
+    first = api.post_ticket({}, msg_id=msg_id, encoded=encoded)
     assert first.status_code == 202, first.text
     assert first.json()["ticket_id"] == ticket_id
     # The helpdesk retries the same delivery: the same answer, no second ticket.
-    again = api.request("POST", "/v1/tickets", ticket_payload(ticket_id), msg_id=msg_id)
+    again = api.post_ticket({}, msg_id=msg_id, encoded=encoded)
     assert (again.status_code, again.json()) == (202, first.json())
     # A new delivery of the same ticket while its run is live does not cancel it.
-    duplicate = api.request("POST", "/v1/tickets", ticket_payload(ticket_id))
+    duplicate = api.post_ticket(ticket_payload(ticket_id))
     assert duplicate.status_code == 409 and duplicate.json()["field"] == "ticket_id"
 
     replied = await event_of(receiver, ticket_id, "ticket.replied")
@@ -167,13 +190,35 @@ async def test_a_signed_ticket_ends_with_signed_events_at_the_helpdesk(
     assert len(receiver.attempts) > len(receiver.events)  # the 503 was retried
 
 
+async def test_a_multipart_bundle_is_unpacked_and_a_bomb_refused_without_losing_the_ticket(
+    api: HelpdeskApi, receiver: Receiver
+) -> None:
+    bundle = io.BytesIO()
+    with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("logs/api.log", LOG)
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("zeros.bin", b"\0" * (20 * 1024 * 1024))
+    ticket_id = new_ticket_id("Z")
+    files = [("bundle.zip", bundle.getvalue()), ("bomb.zip", bomb.getvalue())]
+    response = api.post_ticket(ticket_payload(ticket_id, reply_timeout_seconds="3"), files)
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert [(a["name"], a["unpacked_files"]) for a in accepted["attachments"]] == [
+        ("bundle.zip", 1),
+        ("bomb.zip", None),
+    ]
+    (warning,) = accepted["warnings"]
+    assert warning.startswith("bomb.zip: not unpacked:") and "compression ratio" in warning
+    replied = await event_of(receiver, ticket_id, "ticket.replied")
+    assert "api.log has 3 error lines" in replied["data"]["message"]
+
+
 async def test_silence_ends_with_a_signed_escalation_carrying_the_packet(
-    api: ApiServer, receiver: Receiver
+    api: HelpdeskApi, receiver: Receiver
 ) -> None:
     ticket_id = new_ticket_id("E")
-    response = api.request(
-        "POST", "/v1/tickets", ticket_payload(ticket_id, reply_timeout_seconds=3)
-    )
+    response = api.post_ticket(ticket_payload(ticket_id, reply_timeout_seconds="3"))
     assert response.status_code == 202, response.text
     escalated = await event_of(receiver, ticket_id, "ticket.escalated")
     assert escalated["data"]["reason"] == "no reply from the customer within 3 s"
@@ -185,7 +230,7 @@ async def test_silence_ends_with_a_signed_escalation_carrying_the_packet(
     assert ticket_id in [row["ticket_id"] for row in listed["tickets"]]
 
 
-async def test_replies_to_unknown_or_closed_tickets_are_refused(api: ApiServer) -> None:
+async def test_replies_to_unknown_or_closed_tickets_are_refused(api: HelpdeskApi) -> None:
     unknown = api.request("POST", f"/v1/tickets/{new_ticket_id('U')}/replies", {"message": "hi"})
     assert unknown.status_code == 404
     assert api.request("GET", f"/v1/tickets/{new_ticket_id('U')}").status_code == 404
@@ -202,7 +247,7 @@ async def ticket_result(hatchet: Hatchet, run_id: str) -> Any:
     return output
 
 
-async def test_cookbook_reply_before_timeout(api: ApiServer, api_hatchet: Hatchet) -> None:
+async def test_cookbook_reply_before_timeout(api: HelpdeskApi, api_hatchet: Hatchet) -> None:
     """Customer replies before timeout -> workflow resolves."""
     ticket_id = f"test-{uuid.uuid4().hex[:8]}"
     ticket = {
@@ -227,7 +272,7 @@ async def test_cookbook_reply_before_timeout(api: ApiServer, api_hatchet: Hatche
     assert result["initial_reply"] is not None
 
 
-async def test_cookbook_timeout_escalation(api: ApiServer, api_hatchet: Hatchet) -> None:
+async def test_cookbook_timeout_escalation(api: HelpdeskApi, api_hatchet: Hatchet) -> None:
     """No customer reply -> workflow escalates after timeout."""
     ticket_id = f"test-{uuid.uuid4().hex[:8]}"
     ticket = {

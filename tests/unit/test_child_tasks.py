@@ -6,32 +6,28 @@ needs a syntactically valid token to be constructed (nothing connects).
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from hatchet_sdk import ClientConfig, Hatchet, NonRetryableException
 
-from agent.attachments import Attachment
 from agent.fake_llm import ScriptedLLM, tool_call
 from agent.llm import LLMError, TurnRequest
+from evidence import MemoryStore, ingest_bytes
 from sandbox import FakeOutcome, FakeSandbox
 from tests.conftest import offline_token
-from workflows.deps import AttachmentLoader, Dependencies
+from workflows.deps import Dependencies, EvidenceLoader
 from workflows.models import CodeRunRequest
 from workflows.settings import Settings
 from workflows.tasks import ChildTasks, build_child_tasks
 
-ATTACHMENT = Attachment.from_bytes("app.log", b"ERROR boom\n")
+STORE = MemoryStore()
+(ATTACHMENT,) = ingest_bytes(STORE, {"app.log": b"ERROR boom\n"}, ticket_id="T-1")
 
 
-async def _fetch_run_input(run_id: str) -> dict[str, object]:
-    assert run_id == "root-run"
-    return {"ticket": {"attachments": [json.loads(ATTACHMENT.model_dump_json())]}}
-
-
-def _tasks(llm: ScriptedLLM, sandbox: FakeSandbox | None) -> ChildTasks:
+def _tasks(
+    llm: ScriptedLLM, sandbox: FakeSandbox | None, store: MemoryStore = STORE
+) -> ChildTasks:
     hatchet = Hatchet(config=ClientConfig(token=offline_token(), tls_config={"strategy": "none"}))
-    deps = Dependencies(llm=llm, attachments=AttachmentLoader(_fetch_run_input), sandbox=sandbox)
+    deps = Dependencies(llm=llm, evidence=EvidenceLoader(store), sandbox=sandbox)
     return build_child_tasks(hatchet, Settings(), deps)
 
 
@@ -85,12 +81,62 @@ async def test_run_code_materialises_attachments_and_reports_the_result(
         purpose="count",
         language="python",
         code="print('x')",
-        attachments=[ATTACHMENT.ref],
+        evidence=ATTACHMENT.inputs(),
         root_run_id="root-run",
         timeout_seconds=5,
     )
     result = await _tasks(ScriptedLLM(), sandbox).run_code.aio_mock_run(request)
     assert result.stdout == "errors=1\n" and result.purpose == "count"
     (sent,) = sandbox.requests
-    assert [(f.name, f.data) for f in sent.files] == [("app.log", b"ERROR boom\n")]
+    assert [(f.name, b"".join(f.chunks())) for f in sent.files] == [("app.log", b"ERROR boom\n")]
     assert (sent.ticket_id, sent.run_id) == ("T-1", "root-run")
+
+
+def _code_request() -> CodeRunRequest:
+    return CodeRunRequest(
+        ticket_id="T-1",
+        customer="c",
+        round=1,
+        step=1,
+        purpose="count",
+        language="python",
+        code="print('x')",
+        evidence=ATTACHMENT.inputs(),
+        root_run_id="root-run",
+        timeout_seconds=5,
+    )
+
+
+async def test_evidence_that_is_gone_fails_the_code_run_for_good(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hatchet_sdk import Context
+
+    async def no_stream(self: Context, data: str | bytes) -> None:
+        return None
+
+    monkeypatch.setattr(Context, "aio_put_stream", no_stream)
+    sandbox = FakeSandbox()
+    with pytest.raises(NonRetryableException, match=r"evidence of ticket T-1 is gone: app\.log"):
+        await _tasks(ScriptedLLM(), sandbox, MemoryStore()).run_code.aio_mock_run(_code_request())
+    assert sandbox.requests == []  # refused before any container
+
+
+async def test_a_store_hiccup_is_left_to_hatchet_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hatchet_sdk import Context
+
+    from evidence import StoreUnavailableError
+
+    async def no_stream(self: Context, data: str | bytes) -> None:
+        return None
+
+    monkeypatch.setattr(Context, "aio_put_stream", no_stream)
+    store = MemoryStore()
+    ingest_bytes(store, {"app.log": b"ERROR boom\n"}, ticket_id="T-1")
+    store.fail_next = 1
+    tasks = _tasks(ScriptedLLM(), FakeSandbox(default=FakeOutcome(stdout="ok\n")), store)
+    with pytest.raises(StoreUnavailableError) as caught:
+        await tasks.run_code.aio_mock_run(_code_request())
+    assert not isinstance(caught.value, NonRetryableException)
+    # Hatchet's retry then succeeds: nothing about the ticket was lost.
+    assert (await tasks.run_code.aio_mock_run(_code_request())).stdout == "ok\n"

@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 
-from agent.attachments import MAX_ATTACHMENT_BYTES
 from cli import commands
 from cli.main import build_parser, main
+from evidence.store import LocalStore
 from workflows.engine import HANDSHAKE_ENV
+from workflows.settings import Settings
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -104,20 +105,26 @@ def test_other_commands_arguments() -> None:
     assert parse("tickets").since == timedelta(hours=24)
 
 
-def test_build_ticket_names_attachments_after_their_base_name(tmp_path: Path) -> None:
+def test_attachments_are_named_after_their_base_name_and_stored(tmp_path: Path) -> None:
     log = tmp_path / "sub" / "api-server.log"
     log.parent.mkdir()
     log.write_bytes(b"ERROR boom\n")
     args = parse("submit", "a@example.com", " Subject ", "--body", " Body ", "--attach", str(log))
+    settings = Settings(state_dir=tmp_path / "state")
     ticket = commands.build_ticket(args, io.StringIO())
     assert re.fullmatch(r"T-[0-9a-f]{12}", ticket.ticket_id)
     assert (ticket.subject, ticket.body) == ("Subject", "Body")
-    [attachment] = ticket.attachments
-    assert (attachment.name, attachment.data, attachment.media_type) == (
+    files = commands.load_attachments(args.attach, settings.evidence)
+    assert files == [("api-server.log", log)]
+    [attachment] = commands.store_attachments(settings, ticket, files).attachments
+    assert (attachment.name, attachment.size, attachment.media_type, attachment.lines) == (
         "api-server.log",
-        b"ERROR boom\n",
+        11,
         "text/plain",
+        1,
     )
+    store = LocalStore(settings.evidence_dir)
+    assert b"".join(store.read(attachment.sha256, attachment.size)) == b"ERROR boom\n"
 
 
 def test_body_from_a_file_or_stdin(tmp_path: Path) -> None:
@@ -140,7 +147,7 @@ def test_reply_message_from_stdin() -> None:
     [
         (["--body", "B", "--attach", "/nonexistent/app.log"], "attachment not found: "),
         (["--body", "B", "--attach", "{tmp}"], "attachment is not a regular file"),
-        (["--body", "B", "--attach", "{big}"], f"the limit is {MAX_ATTACHMENT_BYTES}"),
+        (["--body", "B", "--attach", "{big}"], "big.log is 1001 bytes; the limit is 1000"),
         (["--body", "B", "--attach", "{tmp}/.env"], "attachment name '.env' is not allowed"),
         (["--body", "B", "--attach", "{tmp}/a b.log"], "attachment name 'a b.log' is not"),
         (["--body", "B", "--attach", "{tmp}/-rf.log"], "attachment name '-rf.log' is not"),
@@ -160,20 +167,29 @@ def test_reply_message_from_stdin() -> None:
     ],
 )
 def test_bad_submit_input_fails_before_connecting(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    extra: list[str],
+    message: str,
 ) -> None:
+    # Small limits, so the test needs no large files; nothing may be stored either.
+    for name, value in (("MAX_FILE_BYTES", 1000), ("MAX_TICKET_BYTES", 2000), ("MAX_FILES", 10)):
+        monkeypatch.setenv(f"SUPPORT_AGENT_EVIDENCE__{name}", str(value))
+    monkeypatch.setenv("SUPPORT_AGENT_STATE_DIR", str(tmp_path / "state"))
     (tmp_path / "d").mkdir()
     for name in (".env", "a b.log", "-rf.log", "x;rm.log", "naïve.log", "ok.log", "d/ok.log"):
         (tmp_path / name).write_text("data")
     for i in range(5):
-        (tmp_path / f"p{i}.bin").write_bytes(b"x" * 500_000)
+        (tmp_path / f"p{i}.bin").write_bytes(b"x" * 500)
     big = tmp_path / "big.log"
-    big.write_bytes(b"x" * (MAX_ATTACHMENT_BYTES + 1))
+    big.write_bytes(b"x" * 1001)
     argv = ["submit", "a@example.com", "Subject"] + [
         a.replace("{tmp}", str(tmp_path)).replace("{big}", str(big)) for a in extra
     ]
     err = fails_cleanly(capsys, argv)
     assert err.startswith("support-agent: error: ") and message in err
+    assert not (tmp_path / "state" / "evidence").exists()
 
 
 @pytest.mark.usefixtures("no_engine_calls")
@@ -274,3 +290,32 @@ def test_unreachable_engine_fails_fast_in_one_line(
     err = fails_cleanly(capsys, ["submit", "a@example.com", "S", "--body", "B"], status=1)
     assert f"the Hatchet engine at {grpc}" in err
     assert time.monotonic() - started < commands.ENGINE_CHECK_SECONDS + 5
+
+
+def test_a_store_that_is_down_is_one_line_and_stores_nothing(tmp_path: Path) -> None:
+    import socket as sockets
+
+    from workflows.settings import EvidenceSettings
+
+    with sockets.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    settings = Settings(
+        state_dir=tmp_path,
+        evidence=EvidenceSettings(
+            store="s3",
+            s3_bucket="evidence",
+            s3_endpoint_url=f"http://127.0.0.1:{closed}",
+            s3_region="us-east-1",
+            s3_access_key_id="k",
+            s3_secret_access_key="s",
+        ),
+    )
+    log = tmp_path / "app.log"
+    log.write_bytes(b"ERROR boom\n")
+    args = parse("submit", "a@example.com", "S", "--body", "B", "--attach", str(log))
+    ticket = commands.build_ticket(args, io.StringIO())
+    files = commands.load_attachments(args.attach, settings.evidence)
+    with pytest.raises(commands.CommandError, match="the evidence store is unavailable: ") as err:
+        commands.store_attachments(settings, ticket, files)
+    assert "\n" not in str(err.value) and err.value.status == 1

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from agent.attachments import Attachment
 from agent.budget import Spent
 from agent.llm import TurnResult, Usage
 from agent.packet import EscalationPacket, ScriptRecord
@@ -24,7 +23,7 @@ from cli.render import (
     status_line,
     tickets_table,
 )
-from tests.conftest import make_run
+from tests.conftest import attachment, make_run
 from workflows.diagnose import TicketState
 from workflows.models import (
     CodeRunRequest,
@@ -52,7 +51,7 @@ TICKET = Ticket(
     customer_email="dana@example.com",
     subject="CSV export fails",
     body="Every export fails.\nLog attached.",
-    attachments=[Attachment.from_bytes("api.log", b"ERROR pool exhausted\n")],
+    attachments=[attachment("api.log", b"ERROR pool exhausted\n")],
 )
 CODE = 'print("FINDING: api.log has 1 error line")\n'
 TRIAGE = TriageResult(category="data", priority="medium", reason="category data")
@@ -98,7 +97,7 @@ def script(seconds: float, step: int, finished: bool = True, **result: Any) -> T
         purpose=f"Check number {step}",
         language="python",
         code=CODE,
-        attachments=[a.ref for a in TICKET.attachments],
+        evidence=[ref for a in TICKET.attachments for ref in a.inputs()],
         root_run_id=RUN_ID,
         timeout_seconds=60,
     )

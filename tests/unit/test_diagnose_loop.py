@@ -14,8 +14,8 @@ from agent.llm import LLMError
 from agent.prompts import initial_messages
 from agent.tickets import Ticket, TriageResult
 from sandbox import FakeOutcome, FakeSandbox, SandboxError
-from tests.conftest import make_run, make_ticket
-from workflows.deps import AttachmentLoader, Dependencies
+from tests.conftest import TEST_STORE, make_run, make_ticket
+from workflows.deps import Dependencies, EvidenceLoader
 from workflows.diagnose import TicketState, diagnose
 from workflows.local import InProcessChildren
 
@@ -37,18 +37,12 @@ class Harness:
         self.llm = ScriptedLLM(turns)
         self.sandbox = FakeSandbox(**fake)
         self.children = InProcessChildren(
-            Dependencies(
-                llm=self.llm, attachments=AttachmentLoader(self._fetch), sandbox=self.sandbox
-            )
+            Dependencies(llm=self.llm, evidence=EvidenceLoader(TEST_STORE), sandbox=self.sandbox)
         )
         run = make_run(self.ticket, budget=budget or Budget())
         self.state = TicketState(
             run=run, triage=TRIAGE, messages=initial_messages(self.ticket, TRIAGE)
         )
-
-    async def _fetch(self, run_id: str) -> dict[str, object]:
-        assert run_id == ROOT
-        return {"ticket": self.ticket.model_dump(mode="json")}
 
     async def run(self) -> tuple[Any, list[dict[str, Any]]]:
         return await diagnose(self.state, self.children, ROOT)

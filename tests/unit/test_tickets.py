@@ -38,18 +38,15 @@ def test_a_plain_reply_continues_the_conversation() -> None:
     assert CustomerReply(ticket_id="T-1", message="thanks").resolved is False
 
 
-def test_attachments_are_content_addressed_and_capped() -> None:
-    from agent.attachments import MAX_ATTACHMENT_BYTES, Attachment
+def test_attachments_are_references_with_safe_names() -> None:
+    from agent.attachments import Attachment
+    from tests.conftest import attachment
 
-    attachment = Attachment.from_bytes("app.log", b"hello")
-    assert attachment.sha256 == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
-    tampered = {**attachment.model_dump(), "content_b64": "aGVsbG8h"}
-    with pytest.raises(ValidationError, match="does not match"):
-        Attachment.model_validate(tampered)
-    with pytest.raises(ValueError, match="limit"):
-        Attachment.from_bytes("big.log", b"x" * (MAX_ATTACHMENT_BYTES + 1))
+    stored = attachment("app.log", b"hello")
+    assert stored.sha256 == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    assert "content_b64" not in stored.model_dump()  # no content ever travels in a ticket
     for hostile in ("../etc/passwd", "/abs", ".hidden", "a/b", "a b", ""):
         with pytest.raises(ValidationError):
-            Attachment.from_bytes(hostile, b"x")
+            Attachment.model_validate({**stored.model_dump(), "name": hostile})
     with pytest.raises(ValidationError, match="duplicate"):
-        Ticket(**VALID, attachments=[attachment, attachment])
+        Ticket(**VALID, attachments=[stored, stored])
