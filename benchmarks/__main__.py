@@ -1,9 +1,12 @@
 """``make bench``: every benchmark, each a ratio against a baseline measured in the same run."""
 
-from benchmarks import bench_agent, bench_api, bench_sandbox
+from benchmarks import bench_agent, bench_api, bench_cold, bench_sandbox
 
 bench_sandbox.main()
 print()
 bench_agent.main()
 print()
 bench_api.main()
+print()
+# Last: it restarts the engine.
+bench_cold.main()
