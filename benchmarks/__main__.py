@@ -1,12 +1,14 @@
 """``make bench``: every benchmark, each a ratio against a baseline measured in the same run."""
 
-from benchmarks import bench_agent, bench_api, bench_cold, bench_sandbox
+from benchmarks import bench_agent, bench_api, bench_cold, bench_park, bench_sandbox
 
 bench_sandbox.main()
 print()
 bench_agent.main()
 print()
 bench_api.main()
+print()
+bench_park.main()
 print()
 # Last: it restarts the engine.
 bench_cold.main()
