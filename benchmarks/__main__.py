@@ -1,6 +1,6 @@
 """``make bench``: every benchmark, each a ratio against a baseline measured in the same run."""
 
-from benchmarks import bench_agent, bench_api, bench_evidence, bench_sandbox
+from benchmarks import bench_agent, bench_api, bench_cold, bench_evidence, bench_park, bench_sandbox
 
 bench_sandbox.main()
 print()
@@ -9,3 +9,8 @@ print()
 bench_api.main()
 print()
 bench_evidence.main()
+print()
+bench_park.main()
+print()
+# Last: it restarts the engine.
+bench_cold.main()

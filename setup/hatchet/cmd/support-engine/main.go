@@ -21,6 +21,10 @@
 //	HATCHET_ADMIN_CREDENTIALS_FILE  {"email","password"} of the dashboard admin:
 //	                                the user's password is set to it before any
 //	                                port opens (see admin.go)
+//	HATCHET_ENGINE_SOLE_INSTANCE    "true": this is the only engine on the
+//	                                database, so leases and partitions found at
+//	                                start are released and tenants assigned at
+//	                                once (see takeover.go); default false
 //
 // `support-engine admin-credentials -file F` creates that file once with a
 // generated password (mode 0600) and prints ADMIN_EMAIL=/ADMIN_PASSWORD= lines
@@ -142,6 +146,13 @@ func serve(configDir string) error {
 		}
 	}
 
+	sole := os.Getenv("HATCHET_ENGINE_SOLE_INSTANCE") == "true"
+	if sole {
+		if err := releaseStaleOwnership(ctx, sc); err != nil {
+			return fmt.Errorf("releasing a previous engine's leases: %w", err)
+		}
+	}
+
 	api, err := apiHandler(run.NewAPIServer(sc))
 	if err != nil {
 		return fmt.Errorf("building the REST API: %w", err)
@@ -168,6 +179,9 @@ func serve(configDir string) error {
 
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- engine.Run(ctx, cf, Version, override) }()
+	if sole {
+		go assignTenantsEarly(ctx, sc)
+	}
 
 	var runErr error
 	select {

@@ -1,0 +1,107 @@
+package main
+
+// A fresh engine process takes over from the one before it at once.
+//
+// The engine spreads tenants over partitions and hands queues, concurrency
+// strategies and outbox topics to one engine instance at a time through
+// leases. All of these expire on slow timers, because upstream assumes
+// several engines share a database and must not steal from a live one:
+//
+//   - a stopped engine's outbox topics (one per concurrency strategy, i.e. our
+//     per-ticket cancel-in-progress and per-customer round robin) stay leased
+//     for a 30 s grace, or until its consumer session lapses after a crash, so
+//     the first run of every such strategy blocks until then;
+//   - queue, worker and strategy leases ("Lease") live 30 s;
+//   - a crashed engine's partitions keep their tenants until they are a
+//     minute without heartbeat, and a fresh controller or worker partition
+//     receives tenants only 10 s / 30 s after start.
+//
+// The embedded engine is the only engine on its database (the sidecar keeps
+// keys and state per database), so with HATCHET_ENGINE_SOLE_INSTANCE=true
+// every lease and partition found at start belongs to a process that is gone:
+// they are released before the engine starts, and the tenants are assigned to
+// the new partitions as soon as they exist instead of on the timers.
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hatchet-dev/hatchet/pkg/config/server"
+)
+
+// releaseStaleOwnership frees everything a previous engine process left
+// behind. It runs before the engine starts, so nothing of ours is affected.
+func releaseStaleOwnership(ctx context.Context, sc *server.ServerConfig) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tx, err := sc.Pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	for _, stmt := range []string{
+		// Tenants of deleted partitions get NULL (ON DELETE SET NULL).
+		`DELETE FROM "ControllerPartition"`,
+		`DELETE FROM "SchedulerPartition"`,
+		`DELETE FROM "TenantWorkerPartition"`,
+		`DELETE FROM "Lease"`,
+		// pgoutbox creates its schema on the engine's first start.
+		`DO $$ BEGIN
+		   IF to_regclass('outbox.consumer_sessions') IS NOT NULL THEN
+		     UPDATE outbox.consumer_sessions SET expires_at = now() - interval '1 second'
+		       WHERE expires_at > now();
+		   END IF;
+		   IF to_regclass('outbox.topics') IS NOT NULL THEN
+		     UPDATE outbox.topics SET exclusive_consumer_expires_at = now() - interval '1 second'
+		       WHERE exclusive_consumer_id IS NOT NULL;
+		   END IF;
+		 END $$`,
+	} {
+		if _, err := tx.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("%s: %w", firstLine(stmt), err)
+		}
+	}
+	return tx.Commit(ctx)
+}
+
+// assignTenantsEarly gives the tenants left without a partition to the
+// engine's new partitions as soon as each exists (upstream does it 10 s after
+// start for controllers, 30 s for worker partitions; schedulers at once).
+func assignTenantsEarly(ctx context.Context, sc *server.ServerConfig) {
+	tenants := sc.V1.Tenant()
+	pending := map[string]func(context.Context) error{
+		"ControllerPartition":   tenants.RebalanceInactiveControllerPartitions,
+		"SchedulerPartition":    tenants.RebalanceInactiveSchedulerPartitions,
+		"TenantWorkerPartition": tenants.RebalanceInactiveTenantWorkerPartitions,
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(pending) > 0 && time.Now().Before(deadline) {
+		for table, rebalance := range pending {
+			var n int
+			q := fmt.Sprintf(`SELECT count(*) FROM %q WHERE "lastHeartbeat" > now() - interval '1 minute'`, table)
+			if err := sc.Pool.QueryRow(ctx, q).Scan(&n); err != nil || n == 0 {
+				continue
+			}
+			if err := rebalance(ctx); err != nil {
+				sc.Logger.Warn().Err(err).Msgf("support-engine: assigning tenants to the new %s", table)
+				continue
+			}
+			delete(pending, table)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func firstLine(s string) string {
+	for i, c := range s {
+		if c == '\n' {
+			return s[:i]
+		}
+	}
+	return s
+}
