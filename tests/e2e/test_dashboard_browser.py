@@ -37,6 +37,7 @@ from tests.conftest import eventually, make_ticket, new_ticket_id
 from tests.helpers import unavailable
 from workflows.client import submit_ticket
 from workflows.dashboard import Dashboard, find_dashboard
+from workflows.deps import open_evidence_store
 from workflows.engine import EngineInfo
 from workflows.settings import SOURCE_ROOT, Settings
 from workflows.support import SupportWorkflow
@@ -131,6 +132,7 @@ async def test_a_reviewer_reads_a_script_and_its_output_in_the_browser(
         subject="Orders sync times out",
         body="Since 10:10 order sync fails. Log attached.",
         files={"orders.log": LOG},
+        store=open_evidence_store(Settings()),  # the store the workers read
     )
     ref = await submit_ticket(hatchet, support, ticket, Settings(), reply_timeout_seconds=2)
     outcome = await asyncio.wait_for(ref.aio_result(), timeout=120)
