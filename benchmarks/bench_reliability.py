@@ -187,6 +187,8 @@ async def parking(parked: int) -> dict[str, Any]:
             namespace,
             {
                 "SUPPORT_AGENT_LLM": "offline",
+                # The planner is local: the shared model-call limit would only pace the parking.
+                "SUPPORT_AGENT_LLM_REQUESTS_PER_MINUTE": "100000",
                 "SUPPORT_AGENT_DELIVERY_URL": receiver.url,
                 "SUPPORT_AGENT_DELIVERY_SECRET": secret,
                 "SUPPORT_AGENT_WORKER_DURABLE_SLOTS": str(max(200, parked + 10)),
