@@ -1,6 +1,14 @@
 """``make bench``: every benchmark, each a ratio against a baseline measured in the same run."""
 
-from benchmarks import bench_agent, bench_api, bench_cold, bench_evidence, bench_park, bench_sandbox
+from benchmarks import (
+    bench_agent,
+    bench_api,
+    bench_cold,
+    bench_evidence,
+    bench_park,
+    bench_reliability,
+    bench_sandbox,
+)
 
 bench_sandbox.main()
 print()
@@ -11,6 +19,8 @@ print()
 bench_evidence.main()
 print()
 bench_park.main()
+print()
+bench_reliability.main()
 print()
 # Last: it restarts the engine.
 bench_cold.main()

@@ -61,6 +61,17 @@ class EngineInfo:
 
 
 def _pid_alive(pid: int) -> bool:
+    # An engine this process started (``start_engine_background``) is its
+    # child: once it exits it stays a zombie, which signal 0 still reaches,
+    # until it is reaped. Reap it here, or a stop from the same process (a
+    # test restarting the engine) would wait out its whole timeout.
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child: its parent reaps it
+        pass
+    else:
+        if reaped == pid:
+            return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -163,6 +163,8 @@ def build_support_workflow(
         name=TaskName.TICKET,
         input_validator=TicketRun,
         execution_timeout=settings.ticket_execution_timeout,
+        # Queued (every durable slot taken, no worker up) as long as it may run.
+        schedule_timeout=settings.ticket_execution_timeout,
         # A long wait is evicted from the worker (freeing its slot) and restored
         # by the engine when the reply or the timeout arrives.
         eviction_policy=EvictionPolicy(ttl=timedelta(seconds=settings.eviction_ttl_seconds)),

@@ -125,10 +125,17 @@ def build_child_tasks(
             raise NonRetryableException("this process has no task dependencies (client only)")
         return deps
 
+    # Hatchet cancels a task still queued after its schedule timeout (5 minutes by default),
+    # and its ticket with it. A burst of tickets, a rate limit or a fleet without a free
+    # worker must only delay a ticket, never fail it: every child may wait as long as its
+    # ticket may live.
+    queued = settings.ticket_execution_timeout
+
     @hatchet.task(
         name=TaskName.TRIAGE,
         input_validator=Ticket,
         execution_timeout=timedelta(seconds=30),
+        schedule_timeout=queued,
         retries=2,
         backoff_factor=2,
     )
@@ -139,8 +146,7 @@ def build_child_tasks(
         name=TaskName.LLM_TURN,
         input_validator=TurnRequest,
         execution_timeout=timedelta(seconds=settings.llm_timeout_seconds + 30),
-        # Queued behind the shared rate limit; must not expire while waiting.
-        schedule_timeout=timedelta(hours=1),
+        schedule_timeout=queued,  # also behind the shared rate limit
         retries=settings.llm_retries,
         backoff_factor=2,
         backoff_max_seconds=60,
@@ -163,7 +169,7 @@ def build_child_tasks(
         name=TaskName.RUN_CODE,
         input_validator=CodeRunRequest,
         execution_timeout=timedelta(seconds=settings.sandbox.max_timeout_seconds + 120),
-        schedule_timeout=timedelta(hours=1),
+        schedule_timeout=queued,
         retries=3,
         backoff_factor=2,
         backoff_max_seconds=30,
@@ -190,6 +196,7 @@ def build_child_tasks(
         name=TaskName.RECEIVE_REPLY,
         input_validator=ReplyEvent,
         execution_timeout=timedelta(seconds=30),
+        schedule_timeout=queued,
         retries=2,
     )
     async def receive_reply(event: ReplyEvent, ctx: Context) -> ReceivedReply:
@@ -205,6 +212,7 @@ def build_child_tasks(
     # retry is recognisably the same message to the receiver.
     delivery_policy: dict[str, Any] = {
         "execution_timeout": timedelta(seconds=settings.delivery_timeout_seconds + 20),
+        "schedule_timeout": queued,
         "retries": 5,
         "backoff_factor": 2,
         "backoff_max_seconds": 60,

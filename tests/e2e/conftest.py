@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -102,6 +103,25 @@ def engine(settings: Settings) -> Iterator[EngineInfo | None]:
     yield info
     if started:
         stop_engine(settings)
+
+
+RestartEngine = Callable[[], float]
+
+
+@pytest.fixture
+def restart_engine(engine: EngineInfo | None, settings: Settings) -> RestartEngine:
+    """``support-agent engine stop`` then ``engine start`` on the session's settings; the seconds
+    it took. The engine keeps running afterwards (the session fixture still owns it)."""
+    if settings.external_engine:
+        pytest.skip("an external engine (HATCHET_CLIENT_TOKEN) is not restarted by the tests")
+
+    def restart() -> float:
+        started = time.monotonic()
+        stop_engine(settings)
+        start_engine_background(settings)
+        return time.monotonic() - started
+
+    return restart
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from workflows.engine import EngineUnavailableError, connect, running_engine
+from workflows.engine import EngineUnavailableError, connect, running_engine, stop_engine
 from workflows.settings import Settings
 
 
@@ -40,6 +41,26 @@ def test_engine_file_of_a_dead_process_is_ignored(settings: Settings) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     _write(settings.engine_file, dead.pid)
+    assert running_engine(settings) is None
+
+
+def test_an_exited_engine_started_by_this_process_is_not_running(settings: Settings) -> None:
+    # Not waited for: an exited child is a zombie until reaped, and signal 0 still reaches it.
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    _write(settings.engine_file, exited.pid)
+    deadline = time.monotonic() + 10
+    while running_engine(settings) is not None:
+        assert time.monotonic() < deadline, "the exited child still counts as a running engine"
+        time.sleep(0.05)
+
+
+def test_stopping_an_engine_this_process_started_returns_when_it_exits(settings: Settings) -> None:
+    # What a test restarting the session's engine does: stop, from the process that started it.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    _write(settings.engine_file, child.pid)
+    started = time.monotonic()
+    assert stop_engine(settings, timeout=30) is True
+    assert time.monotonic() - started < 10
     assert running_engine(settings) is None
 
 

@@ -1,10 +1,13 @@
 from datetime import timedelta
 
+from hatchet_sdk import ClientConfig, Hatchet
+
+from tests.conftest import offline_token
 from workflows.models import ReplyEvent
 from workflows.names import REPLY_EVENT
 from workflows.settings import Settings
 from workflows.steps import receive_reply
-from workflows.support import reply_filter, wait_result_payload
+from workflows.support import build_support_workflow, reply_filter, wait_result_payload
 
 
 def test_wait_result_with_reply_event() -> None:
@@ -59,3 +62,21 @@ def test_execution_timeout_outlasts_the_reply_wait() -> None:
     assert Settings(ticket_execution_timeout_seconds=30).ticket_execution_timeout == timedelta(
         seconds=30
     )
+
+
+def test_no_task_of_a_ticket_expires_in_the_queue_before_the_ticket_may_end() -> None:
+    # Hatchet's default schedule timeout (5 minutes) cancelled queued triage children, and
+    # their tickets, when 1,000 tickets arrived at once.
+    hatchet = Hatchet(config=ClientConfig(token=offline_token(), tls_config={"strategy": "none"}))
+    settings = Settings(reply_timeout_seconds=7 * 24 * 3600)
+    tasks = [
+        task
+        for runnable in build_support_workflow(hatchet, settings).all()
+        for task in runnable.to_proto().tasks
+    ]
+    (ticket,) = [t for t in tasks if t.readable_id == "support-ticket"]
+    assert ticket.timeout == "169h"
+    assert len(tasks) == 8
+    assert {t.readable_id: t.schedule_timeout for t in tasks} == {
+        t.readable_id: "169h" for t in tasks
+    }

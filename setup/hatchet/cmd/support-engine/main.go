@@ -54,6 +54,10 @@ import (
 // Version is stamped in by the build (-X main.Version=...).
 var Version = "v0.1.0-alpha.0"
 
+// Patches names the setup/hatchet/patches applied to the engine module this
+// binary was built from (-X main.Patches=...); empty for an unpatched build.
+var Patches = ""
+
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "admin-credentials" {
 		os.Exit(adminCredentialsCommand(os.Args[2:]))
@@ -66,6 +70,9 @@ func main() {
 
 	if *printVersion {
 		fmt.Println(Version)
+		if Patches != "" {
+			fmt.Println("patched:", Patches)
+		}
 		return
 	}
 	if err := serve(*configDir); err != nil {
