@@ -117,6 +117,12 @@ class Settings(BaseSettings):
             " one hour, so a long wait is never killed by Hatchet's 60 s default."
         ),
     )
+    ticket_retries: int = Field(
+        default=3,
+        ge=0,
+        description="Attempts after a ticket's orchestration fails (a dropped engine connection "
+        "fails the step in flight); each replays the durable log, repeating nothing finished.",
+    )
     eviction_ttl_seconds: float = Field(
         default=300,
         gt=0,

@@ -165,6 +165,12 @@ def build_support_workflow(
         execution_timeout=settings.ticket_execution_timeout,
         # Queued (every durable slot taken, no worker up) as long as it may run.
         schedule_timeout=settings.ticket_execution_timeout,
+        # A lost connection to the engine fails a durable step in flight (the SDK
+        # fails every unacknowledged request when its stream drops): a retry
+        # replays the durable log, so nothing finished runs again.
+        retries=settings.ticket_retries,
+        backoff_factor=2,
+        backoff_max_seconds=60,
         # A long wait is evicted from the worker (freeing its slot) and restored
         # by the engine when the reply or the timeout arrives.
         eviction_policy=EvictionPolicy(ttl=timedelta(seconds=settings.eviction_ttl_seconds)),

@@ -80,3 +80,11 @@ def test_no_task_of_a_ticket_expires_in_the_queue_before_the_ticket_may_end() ->
     assert {t.readable_id: t.schedule_timeout for t in tasks} == {
         t.readable_id: "169h" for t in tasks
     }
+
+
+def test_a_failed_ticket_orchestration_is_retried_and_replays_its_log() -> None:
+    # A dropped engine connection fails the durable step in flight; a retry replays the log.
+    hatchet = Hatchet(config=ClientConfig(token=offline_token(), tls_config={"strategy": "none"}))
+    ticket = build_support_workflow(hatchet, Settings(ticket_retries=5)).ticket.to_proto().tasks[0]
+    assert (ticket.readable_id, ticket.retries) == ("support-ticket", 5)
+    assert Settings().ticket_retries == 3
