@@ -237,11 +237,13 @@ def build_support_workflow(
                 spent=state.spent,
             )
 
-        async def wait_for_customer(since: datetime) -> ReceivedReply | None:
-            """The customer's valid reply, or None at the timeout.
+        async def wait_for_customer(since: datetime) -> tuple[ReceivedReply | None, datetime]:
+            """The customer's valid reply (None at the timeout), and when it woke the ticket.
 
             A malformed reply event is recorded by ``receive-reply`` and the
-            ticket keeps waiting for a valid one within the same deadline.
+            ticket keeps waiting for a valid one within the same deadline. The
+            next wait looks at events from the moment this one woke, taken
+            before anything else runs, so a reply that arrives meanwhile counts.
             """
             started = await ctx.aio_now()
             left = run.reply_timeout_seconds
@@ -261,22 +263,23 @@ def build_support_workflow(
                     ),
                     label=f"waiting for the customer's reply (round {state.rounds})",
                 )
+                woke = await ctx.aio_now()
                 fired, payload = wait_result_payload(result)
                 if not fired:
-                    return None
+                    return None, woke
                 received = ReceivedReply.model_validate(
                     await children.receive_reply.aio_run(
                         ReplyEvent(ticket_id=ticket.ticket_id, round=state.rounds, payload=payload)
                     )
                 )
                 if received.accepted:
-                    return received
+                    return received, woke
                 state.refused_replies.append(received.error or "refused")
                 # Later waits look only at events after this one, until the same deadline.
-                since = await ctx.aio_now()
-                left = run.reply_timeout_seconds - (since - started).total_seconds()
+                since = woke
+                left = run.reply_timeout_seconds - (await ctx.aio_now() - started).total_seconds()
                 if left <= 0:
-                    return None
+                    return None, woke
             raise AssertionError("unreachable")
 
         while True:
@@ -306,14 +309,14 @@ def build_support_workflow(
             if decision.resolved:
                 return await finish(TicketStatus.RESOLVED)
 
-            reply = await wait_for_customer(since)
+            reply, since = await wait_for_customer(since)
             if reply is None:
                 return await finish(
                     TicketStatus.ESCALATED,
                     f"no reply from the customer within {run.reply_timeout_seconds:g} s",
                 )
-            # The next wait's lookback starts here, so it cannot match this reply again.
-            since = await ctx.aio_now()
+            # The next wait's lookback starts where this one woke: it cannot match
+            # this reply again, and a reply sent during the next round still counts.
             state.customer_replies.append(reply.message)
             if reply.resolved:
                 return await finish(TicketStatus.RESOLVED, resolved_by="customer")
