@@ -33,6 +33,7 @@ from hatchet_sdk import Context, DurableContext, EmptyModel, Hatchet
 from agent.tickets import Ticket
 from agent.tools import REPLY, RUN_CODE
 from tests.fake_anthropic import FakeAnthropic, FakeResponse, message, tool_use
+from tests.namespaces import new_namespace
 from workflows.client import submit_ticket
 from workflows.engine import connect
 from workflows.models import TicketOutcome
@@ -152,7 +153,7 @@ def noop_worker() -> None:
 
 
 def main() -> None:
-    namespace = f"bench{uuid.uuid4().hex[:8]}"
+    namespace = new_namespace("bench")
     with FakeAnthropic() as fake:
         fake.responder = responder
         env = {

@@ -23,6 +23,7 @@ from typing import Any
 import httpx2
 
 from tests.e2e.api_server import API_SECRET, free_port
+from tests.namespaces import new_namespace
 from tests.webhooks import multipart, signed_headers
 from workflows.engine import connect
 from workflows.settings import Settings
@@ -114,7 +115,7 @@ async def count_runs(namespace: str, ticket_ids: list[str]) -> int:
 def main() -> None:
     tickets = int(os.environ.get("API_BENCH_TICKETS", "200"))
     concurrency = int(os.environ.get("API_BENCH_CONCURRENCY", "50"))
-    namespace = f"apibench{uuid.uuid4().hex[:8]}"
+    namespace = new_namespace("apibench")
     api_port, bare_port = free_port(), free_port()
     api = _serve(
         [sys.executable, "-m", "cli.main", "serve", "--port", str(api_port)],

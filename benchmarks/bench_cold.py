@@ -30,6 +30,7 @@ from hatchet_sdk import Hatchet
 
 from agent.attachments import Attachment
 from agent.tickets import Ticket
+from tests.namespaces import new_namespace
 from workflows.client import submit_ticket
 from workflows.engine import connect, running_engine, start_engine_background, stop_engine
 from workflows.settings import Settings
@@ -145,7 +146,7 @@ def _answers(port: int) -> bool:
 
 def measure() -> dict[str, list[float]]:
     settings = Settings()
-    namespace = f"cold{uuid.uuid4().hex[:8]}"
+    namespace = new_namespace("cold")
     warm_n = int(os.environ.get("COLD_BENCH_WARM", "3"))
     repeats = int(os.environ.get("COLD_BENCH_REPEATS", "2"))
     start_engine_background(settings)

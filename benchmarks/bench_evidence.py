@@ -35,6 +35,7 @@ from typing import Any
 
 from agent.tools import REPLY, RUN_CODE
 from tests.fake_anthropic import FakeAnthropic, FakeResponse, message, tool_use
+from tests.namespaces import new_namespace
 from workflows.engine import connect
 from workflows.settings import Settings
 from workflows.transcript import fetch_transcript, resolve_run_id
@@ -144,7 +145,7 @@ def plain_copy(path: Path, image: str) -> float:
 
 def main() -> None:
     megabytes = int(os.environ.get("EVIDENCE_BENCH_MB", "100"))
-    namespace = f"ev{uuid.uuid4().hex[:8]}"
+    namespace = new_namespace("ev")
     settings = Settings()
     with tempfile.TemporaryDirectory(prefix="evidence-bench-") as folder, FakeAnthropic() as fake:
         fake.responder = responder

@@ -31,6 +31,7 @@ from typing import Any
 from agent.tickets import CustomerReply, Ticket
 from agent.tools import REPLY
 from tests.fake_anthropic import FakeAnthropic, FakeResponse, message, tool_use
+from tests.namespaces import new_namespace
 from tests.webhooks import Receiver, new_secret
 from workflows.client import push_reply, submit_ticket
 from workflows.engine import connect
@@ -145,7 +146,7 @@ async def measure(namespace: str, receiver: TimedReceiver) -> dict[str, float]:
 
 
 def main() -> None:
-    namespace = f"park{uuid.uuid4().hex[:8]}"
+    namespace = new_namespace("park")
     secret = new_secret()
     with FakeAnthropic() as fake, TimedReceiver(secret) as receiver:
         fake.responder = responder

@@ -48,6 +48,7 @@ from agent.attachments import Attachment
 from agent.tickets import CustomerReply, Ticket
 from agent.tools import REPLY, RUN_CODE
 from tests.fake_anthropic import FakeAnthropic, FakeResponse, message, tool_use
+from tests.namespaces import new_namespace
 from tests.webhooks import Receiver, new_secret
 from workflows.client import push_reply, submit_ticket
 from workflows.engine import connect
@@ -179,7 +180,7 @@ def containers_of(ticket_ids: set[str]) -> int:
 
 async def parking(parked: int) -> dict[str, Any]:
     settings = Settings()
-    namespace = f"park{uuid.uuid4().hex[:8]}"
+    namespace = new_namespace("rpark")
     secret = new_secret()
     log = Path(f"/tmp/bench-parking-{namespace}.log")
     with TimedReceiver(secret) as receiver:
@@ -342,7 +343,7 @@ async def burst(
 
 async def fairness(total: int, customers: int, big: int, model_seconds: float) -> dict[str, Any]:
     settings = Settings()
-    namespace = f"fair{uuid.uuid4().hex[:8]}"
+    namespace = new_namespace("fair")
     secret = new_secret()
     log = Path(f"/tmp/bench-fairness-{namespace}.log")
     with FakeAnthropic() as fake, TimedReceiver(secret) as receiver:

@@ -183,9 +183,7 @@ def build_child_tasks(
             await ctx.aio_put_stream(encode(event))
 
         try:
-            return await steps.execute_code(
-                need(), request, step_id=ctx.task_run_id, emit=emit
-            )
+            return await steps.execute_code(need(), request, step_id=ctx.task_run_id, emit=emit)
         except (InvalidInputError, EvidenceMissingError, EvidenceCorruptError) as exc:
             # Gone or corrupted evidence does not come back on a retry. A store
             # that did not answer (StoreUnavailableError) is left to Hatchet's

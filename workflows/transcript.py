@@ -50,7 +50,6 @@ _WORKFLOW_IDS: dict[tuple[str, str, str], str] = {}
 _ENVELOPE = frozenset({"input", "overrides", "parents", "triggered_by", "triggers", "user_data"})
 
 
-
 class TranscriptError(LookupError):
     """The run does not exist, or is not a support ticket; the message says which."""
 

@@ -111,6 +111,8 @@ def run_worker(
             yield
         finally:
             sweeper.cancel()
+            if deps.delivery is not None:
+                await deps.delivery.aclose()
             if sandbox is not None:
                 await sandbox.close()
 

@@ -74,5 +74,3 @@ class ApiServer:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=20)
-
-

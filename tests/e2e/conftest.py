@@ -23,6 +23,7 @@ from agent.attachments import Attachment
 from tests.conftest import attachment
 from tests.fake_anthropic import FakeAnthropic
 from tests.helpers import unavailable
+from tests.namespaces import delete_namespaces, remember
 from workflows.deps import open_evidence_store
 from workflows.engine import (
     EngineInfo,
@@ -47,7 +48,8 @@ class WorkerProcess:
     def __init__(
         self, namespace: str, log_path: Path, extra_env: dict[str, str] | None = None
     ) -> None:
-        self.namespace = namespace
+        # Every namespace a test starts a worker in is deleted when the session ends.
+        self.namespace = remember(namespace)
         self.log_path = log_path
         env = {
             **os.environ,
@@ -103,6 +105,20 @@ def engine(settings: Settings) -> Iterator[EngineInfo | None]:
     yield info
     if started:
         stop_engine(settings)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def forget_namespaces(engine: EngineInfo | None, settings: Settings) -> Iterator[None]:
+    """Delete this session's workflows from the engine (after its workers stopped).
+
+    Left behind, the engine keeps polling their queues and concurrency
+    strategies (``tests.namespaces`` says what that cost).
+    """
+    yield
+    try:
+        delete_namespaces(settings)
+    except Exception as exc:  # an engine a test stopped: the next session still works
+        print(f"could not delete this session's namespaces: {exc}")
 
 
 RestartEngine = Callable[[], float]

@@ -127,9 +127,7 @@ async def docker_sandboxes(
 
 
 @pytest.fixture(scope="session")
-def docker_sandbox(
-    runtime: str, docker_sandboxes: Callable[[str], DockerSandbox]
-) -> DockerSandbox:
+def docker_sandbox(runtime: str, docker_sandboxes: Callable[[str], DockerSandbox]) -> DockerSandbox:
     """A sandbox without pool or reaper: every run is a fresh container."""
     return docker_sandboxes(runtime)
 

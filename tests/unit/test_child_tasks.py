@@ -23,9 +23,7 @@ STORE = MemoryStore()
 (ATTACHMENT,) = ingest_bytes(STORE, {"app.log": b"ERROR boom\n"}, ticket_id="T-1")
 
 
-def _tasks(
-    llm: ScriptedLLM, sandbox: FakeSandbox | None, store: MemoryStore = STORE
-) -> ChildTasks:
+def _tasks(llm: ScriptedLLM, sandbox: FakeSandbox | None, store: MemoryStore = STORE) -> ChildTasks:
     hatchet = Hatchet(config=ClientConfig(token=offline_token(), tls_config={"strategy": "none"}))
     deps = Dependencies(llm=llm, evidence=EvidenceLoader(store), sandbox=sandbox)
     return build_child_tasks(hatchet, Settings(), deps)

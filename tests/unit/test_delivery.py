@@ -1,0 +1,100 @@
+"""The outbound webhook client: signing, what is retried, and its pooled client."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import httpx2
+import pytest
+from standardwebhooks import Webhook
+
+from workflows.delivery import (
+    Deliverer,
+    DeliveryEvent,
+    DeliveryFailed,
+    DeliveryRefused,
+    event_id,
+)
+
+SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+URL = "http://helpdesk.test/hooks"
+
+
+def _event(round_number: int = 1) -> DeliveryEvent:
+    return DeliveryEvent(
+        id=event_id("run-1", "ticket.replied", round_number),
+        type="ticket.replied",
+        timestamp=datetime(2026, 1, 2, tzinfo=UTC),
+        data={"ticket_id": "T-1", "message": "Hello"},
+    )
+
+
+class Recorder:
+    """A transport answering with a fixed status, keeping each request."""
+
+    def __init__(self, status: int = 204) -> None:
+        self.status = status
+        self.requests: list[httpx2.Request] = []
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        self.requests.append(request)
+        return httpx2.Response(self.status)
+
+
+def _deliverer(recorder: Recorder) -> Deliverer:
+    return Deliverer(URL, SECRET, transport=httpx2.MockTransport(recorder))
+
+
+def test_delivered_events_are_signed_so_the_receiver_can_verify_them() -> None:
+    recorder = Recorder(204)
+    deliverer = _deliverer(recorder)
+    result = asyncio.run(deliverer.deliver(_event()))
+    assert result.delivered and result.status_code == 204
+    request = recorder.requests[0]
+    payload = Webhook(SECRET).verify(request.content, dict(request.headers))
+    assert payload["data"]["ticket_id"] == "T-1"
+    assert request.headers["webhook-id"] == _event().id
+
+
+@pytest.mark.parametrize(("status", "error"), [(503, DeliveryFailed), (429, DeliveryFailed)])
+def test_server_errors_and_throttling_are_retryable(status: int, error: type) -> None:
+    with pytest.raises(error, match=f"HTTP {status}"):
+        asyncio.run(_deliverer(Recorder(status)).deliver(_event()))
+
+
+def test_a_refusal_is_final() -> None:
+    with pytest.raises(DeliveryRefused, match="HTTP 400"):
+        asyncio.run(_deliverer(Recorder(400)).deliver(_event()))
+
+
+def test_one_client_serves_every_delivery_on_a_loop() -> None:
+    recorder = Recorder(204)
+    deliverer = _deliverer(recorder)
+
+    async def burst() -> set[int]:
+        await asyncio.gather(*(deliverer.deliver(_event(i)) for i in range(20)))
+        clients = {id(deliverer._http())}
+        await deliverer.deliver(_event(99))
+        clients.add(id(deliverer._http()))
+        return clients
+
+    assert len(asyncio.run(burst())) == 1
+    assert len(recorder.requests) == 21
+
+
+def test_each_event_loop_gets_a_working_client_and_close_is_safe() -> None:
+    recorder = Recorder(204)
+    deliverer = _deliverer(recorder)
+    # A client bound to a closed loop must not be reused by the next one.
+    for _ in range(2):
+        assert asyncio.run(deliverer.deliver(_event())).delivered
+
+    async def deliver_then_close() -> None:
+        await deliverer.deliver(_event())
+        await deliverer.aclose()
+        await deliverer.aclose()  # twice is fine
+        await deliverer.deliver(_event())  # a fresh client after closing
+
+    asyncio.run(deliver_then_close())
+    assert len(recorder.requests) == 4
