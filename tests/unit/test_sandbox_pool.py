@@ -75,3 +75,48 @@ async def test_creation_failures_back_off_and_recover(monkeypatch) -> None:
 
 async def _short_pause(self: WarmPool, seconds: float) -> None:
     await asyncio.sleep(min(seconds, 0.01))
+
+
+class SlowFactory(Factory):
+    """Creation that takes a while, recording how many run at once."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.running = 0
+        self.most_at_once = 0
+
+    async def create(self) -> PooledContainer:
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            await asyncio.sleep(self.seconds)
+            return await super().create()
+        finally:
+            self.running -= 1
+
+
+async def test_missing_containers_start_together() -> None:
+    factory = SlowFactory(0.2)
+    pool = WarmPool(3, 60, factory.create, factory.destroy)
+    started = time.monotonic()
+    await pool.start()
+    assert await pool.wait_ready(within_seconds=5)
+    # Three starts of 0.2 s each, side by side: well under the 0.6 s of a serial refill.
+    assert time.monotonic() - started < 0.45
+    assert factory.most_at_once == 3
+    pool.take()
+    pool.take()
+    assert await pool.wait_ready(within_seconds=5)
+    assert factory.most_at_once == 3 and len(factory.created) == 5
+    await pool.close()
+
+
+async def test_close_keeps_no_container_that_was_starting() -> None:
+    factory = SlowFactory(0.2)
+    pool = WarmPool(2, 60, factory.create, factory.destroy)
+    await pool.start()
+    await asyncio.sleep(0.05)  # both starts in flight
+    await pool.close()
+    assert len(factory.created) == 2
+    assert sorted(factory.destroyed) == sorted(factory.created)
