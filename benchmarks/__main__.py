@@ -8,12 +8,15 @@ from benchmarks import (
     bench_park,
     bench_reliability,
     bench_sandbox,
+    bench_throughput,
 )
 from tests.namespaces import delete_namespaces
 
 bench_sandbox.main()
 print()
 bench_agent.main()
+print()
+bench_throughput.main()
 print()
 bench_api.main()
 print()
