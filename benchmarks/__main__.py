@@ -12,21 +12,23 @@ from benchmarks import (
 )
 from tests.namespaces import delete_namespaces
 
-bench_sandbox.main()
-print()
-bench_agent.main()
-print()
-bench_throughput.main()
-print()
-bench_api.main()
-print()
-bench_evidence.main()
-print()
-bench_park.main()
-print()
-bench_reliability.main()
-print()
-# Last: it restarts the engine.
-bench_cold.main()
-# What the benchmarks registered would otherwise keep the engine busy (tests/namespaces.py).
-delete_namespaces()
+try:
+    bench_sandbox.main()
+    print()
+    bench_agent.main()
+    print()
+    bench_throughput.main()
+    print()
+    bench_api.main()
+    print()
+    bench_evidence.main()
+    print()
+    bench_park.main()
+    print()
+    bench_reliability.main()
+    print()
+    # Last: it restarts the engine.
+    bench_cold.main()
+finally:
+    # What the benchmarks registered would otherwise keep the engine busy (tests/namespaces.py).
+    delete_namespaces()

@@ -28,10 +28,11 @@ from pathlib import Path
 
 from hatchet_sdk import Hatchet
 
-from agent.attachments import Attachment
 from agent.tickets import Ticket
+from evidence.ingest import ingest_bytes
 from tests.namespaces import new_namespace
 from workflows.client import submit_ticket
+from workflows.deps import open_evidence_store
 from workflows.engine import connect, running_engine, start_engine_background, stop_engine
 from workflows.settings import Settings
 from workflows.support import build_support_workflow
@@ -49,13 +50,16 @@ _LOG = "\n".join(
 )
 
 
-def _ticket() -> Ticket:
+def _ticket(settings: Settings) -> Ticket:
+    ticket_id = f"COLD-{uuid.uuid4().hex[:10]}"
+    # The log goes into the evidence store the worker reads, as a submit puts it.
+    log = {"api-server.log": _LOG.encode()}
     return Ticket(
-        ticket_id=f"COLD-{uuid.uuid4().hex[:10]}",
+        ticket_id=ticket_id,
         customer_email=f"c{uuid.uuid4().hex[:6]}@example.com",
         subject="Exports failing",
         body="CSV exports fail with timeouts since this morning. Server log attached.",
-        attachments=[Attachment.from_bytes("api-server.log", _LOG.encode())],
+        attachments=ingest_bytes(open_evidence_store(settings), log, ticket_id=ticket_id),
     )
 
 
@@ -64,7 +68,7 @@ async def _one_ticket(settings: Settings, namespace: str) -> float:
     workflow = build_support_workflow(hatchet, settings)
     started = time.perf_counter()
     ref = await submit_ticket(
-        hatchet, workflow, _ticket(), settings, reply_timeout_seconds=REPLY_TIMEOUT_SECONDS
+        hatchet, workflow, _ticket(settings), settings, reply_timeout_seconds=REPLY_TIMEOUT_SECONDS
     )
     outcome = await ref.aio_result()
     elapsed = time.perf_counter() - started

@@ -44,13 +44,14 @@ from typing import Any, TypeVar
 
 import docker
 
-from agent.attachments import Attachment
 from agent.tickets import CustomerReply, Ticket
 from agent.tools import REPLY, RUN_CODE
+from evidence.ingest import ingest_bytes
 from tests.fake_anthropic import FakeAnthropic, FakeResponse, message, tool_use
 from tests.namespaces import new_namespace
 from tests.webhooks import Receiver, new_secret
 from workflows.client import push_reply, submit_ticket
+from workflows.deps import open_evidence_store
 from workflows.engine import connect
 from workflows.models import TicketOutcome
 from workflows.settings import Settings
@@ -200,17 +201,20 @@ async def parking(parked: int) -> dict[str, Any]:
             hatchet = connect(settings, namespace=namespace)
             workflow = build_support_workflow(hatchet, settings)
 
-            def ticket(i: int) -> Ticket:
+            store = open_evidence_store(settings)
+
+            def ticket(i: int | str) -> Ticket:
+                ticket_id = f"P-{namespace[-6:]}-{i}"
                 return Ticket(
-                    ticket_id=f"P-{namespace[-6:]}-{i}",
+                    ticket_id=ticket_id,
                     customer_email=f"customer{i}@example.com",
                     subject="Checkout errors since the deploy",
                     body="Checkout fails for some users. Log attached.",
-                    attachments=[Attachment.from_bytes("app.log", APP_LOG)],
+                    attachments=ingest_bytes(store, {"app.log": APP_LOG}, ticket_id=ticket_id),
                 )
 
             # Warm-up: the worker's imports, sandbox pool and queues, before the baseline.
-            warm = ticket(0).model_copy(update={"ticket_id": f"P-{namespace[-6:]}-warm"})
+            warm = ticket("warm")
             await submit_ticket(hatchet, workflow, warm, settings, reply_timeout_seconds=600)
             await _until(lambda: receiver.count("ticket.replied", [warm.ticket_id]) == 1, 300,
                          "the warm-up ticket's reply")  # fmt: skip
