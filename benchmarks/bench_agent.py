@@ -167,9 +167,12 @@ def _spawn(args: list[str], namespace: str, env: dict[str, str]) -> subprocess.P
 
 
 def noop_worker() -> None:
-    hatchet = connect(Settings())
+    settings = Settings()
+    hatchet = connect(settings)
     noop, chain = declare_noop(hatchet)
-    hatchet.worker("bench-noop", slots=10, workflows=[noop, chain]).start()
+    # As many slots as a support worker: the engine refills its view of a worker's
+    # free slots only every 1-1.5 s, so a 10-slot worker stalls every 10th child.
+    hatchet.worker("bench-noop", slots=settings.worker_slots, workflows=[noop, chain]).start()
 
 
 def main() -> None:
