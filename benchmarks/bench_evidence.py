@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.tools import REPLY, RUN_CODE
+from benchmarks.workers import FAKE_MODEL_ENV, support_worker
 from tests.fake_anthropic import FakeAnthropic, FakeResponse, message, tool_use
 from tests.namespaces import new_namespace
 from workflows.engine import connect
@@ -153,18 +154,8 @@ def main() -> None:
         write_log(big, megabytes)
         small.parent.mkdir()
         small.write_bytes(b"2026-11-20T09:00:00Z INFO ok\n" * 35)
-        env = {
-            **fake.env(),
-            "SUPPORT_AGENT_LLM": "claude",
-            "SUPPORT_AGENT_LLM_REQUESTS_PER_MINUTE": "100000",
-        }
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "worker"],
-            env={**os.environ, **env, "HATCHET_CLIENT_NAMESPACE": namespace},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
+        env = {**fake.env(), **FAKE_MODEL_ENV}
+        with support_worker(namespace, env) as worker:
             # Warm-up and the CLI's baseline: the same path with a 1 KB file.
             _, _, warm = submit(namespace, env, small)
             asyncio.run(first_output(namespace, warm))
@@ -178,9 +169,6 @@ def main() -> None:
             seen = asyncio.run(first_output(namespace, ticket))
             wall = seen - started
             worker_peak = _kb(worker.pid, "VmHWM")
-        finally:
-            worker.terminate()
-            worker.wait(timeout=30)
         floor = plain_copy(big, settings.sandbox.image)
     cli_growth = (big_rss - small_rss) / 1024
     worker_growth = (worker_peak - rss_before) / 1024

@@ -21,8 +21,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -30,6 +28,7 @@ from typing import Any
 
 from agent.tickets import CustomerReply, Ticket
 from agent.tools import REPLY
+from benchmarks.workers import support_worker
 from tests.fake_anthropic import FakeAnthropic, FakeResponse, message, tool_use
 from tests.namespaces import new_namespace
 from tests.webhooks import Receiver, new_secret
@@ -151,25 +150,12 @@ def main() -> None:
     with FakeAnthropic() as fake, TimedReceiver(secret) as receiver:
         fake.responder = responder
         env = {
-            **os.environ,
             **fake.env(),
-            "HATCHET_CLIENT_NAMESPACE": namespace,
-            "SUPPORT_AGENT_LLM": "claude",
-            "SUPPORT_AGENT_LLM_REQUESTS_PER_MINUTE": "100000",
             "SUPPORT_AGENT_DELIVERY_URL": receiver.url,
             "SUPPORT_AGENT_DELIVERY_SECRET": secret,
         }
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "worker"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
+        with support_worker(namespace, env):
             f = asyncio.run(measure(namespace, receiver))
-        finally:
-            worker.terminate()
-            worker.wait(timeout=30)
     park_ok = "meets" if f["park_rate"] >= TARGET_PARKED_PER_S else "misses"
     resume_ok = "meets" if f["resume_rate"] >= TARGET_RESUMED_PER_S else "misses"
     cores = os.cpu_count()

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 
 import docker
 
 from benchmarks.bench_agent import _timed_ticket, responder
 from benchmarks.bench_sandbox import bare_flags
+from benchmarks.workers import support_worker
 from sandbox.containers import Runtime, resolve_runtime
 from tests.fake_anthropic import FakeAnthropic
 from tests.namespaces import new_namespace
@@ -83,24 +82,8 @@ def main() -> None:
     before = asyncio.run(churn(settings, runtime, containers, at_once))
     with FakeAnthropic() as fake:
         fake.responder = responder
-        env = {
-            **os.environ,
-            **fake.env(),
-            "HATCHET_CLIENT_NAMESPACE": namespace,
-            "SUPPORT_AGENT_LLM": "claude",
-            "SUPPORT_AGENT_LLM_REQUESTS_PER_MINUTE": "100000",
-        }
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "worker"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
+        with support_worker(namespace, fake.env()):
             ours = asyncio.run(code_steps(namespace, tickets))
-        finally:
-            worker.terminate()
-            worker.wait(timeout=30)
     after = asyncio.run(churn(settings, runtime, containers, at_once))
     ceiling = (before + after) / 2
     ratio = ours / ceiling

@@ -118,7 +118,7 @@ class WarmPool:
                 done, _ = await asyncio.wait({*creating, wanted}, return_when=FIRST_COMPLETED)
                 wanted.cancel()
                 failed = False
-                for task in done - {wanted}:
+                for task in [t for t in creating if t in done]:
                     creating.discard(task)
                     try:
                         container = task.result()
