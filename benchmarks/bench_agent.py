@@ -34,6 +34,7 @@ from hatchet_sdk import Context, DurableContext, EmptyModel, Hatchet
 
 from agent.tickets import Ticket
 from agent.tools import REPLY, RUN_CODE
+from benchmarks.workers import BENCH_RATE_LIMIT, FAKE_MODEL_ENV
 from tests.fake_anthropic import FakeAnthropic, FakeResponse, message, tool_use
 from tests.namespaces import new_namespace
 from workflows.client import submit_ticket
@@ -179,11 +180,7 @@ def main() -> None:
     namespace = new_namespace("bench")
     with FakeAnthropic() as fake:
         fake.responder = responder
-        env = {
-            **fake.env(),
-            "SUPPORT_AGENT_LLM": "claude",
-            "SUPPORT_AGENT_LLM_REQUESTS_PER_MINUTE": "100000",
-        }
+        env = {**fake.env(), **FAKE_MODEL_ENV, **BENCH_RATE_LIMIT}
         workers = [
             _spawn([sys.executable, "-m", "cli.main", "worker"], namespace, env),
             _spawn([sys.executable, "-m", "benchmarks.bench_agent", "noop-worker"], namespace, env),

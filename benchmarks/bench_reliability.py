@@ -46,6 +46,7 @@ import docker
 
 from agent.tickets import CustomerReply, Ticket
 from agent.tools import REPLY, RUN_CODE
+from benchmarks.workers import BENCH_RATE_LIMIT, FAKE_MODEL_ENV
 from evidence.ingest import ingest_bytes
 from tests.fake_anthropic import FakeAnthropic, FakeResponse, message, tool_use
 from tests.namespaces import new_namespace
@@ -191,6 +192,7 @@ async def parking(parked: int) -> dict[str, Any]:
                 "SUPPORT_AGENT_LLM": "offline",
                 # The planner is local: the shared model-call limit would only pace the parking.
                 "SUPPORT_AGENT_LLM_REQUESTS_PER_MINUTE": "100000",
+                **BENCH_RATE_LIMIT,
                 "SUPPORT_AGENT_DELIVERY_URL": receiver.url,
                 "SUPPORT_AGENT_DELIVERY_SECRET": secret,
                 "SUPPORT_AGENT_WORKER_DURABLE_SLOTS": str(max(200, parked + 10)),
@@ -356,8 +358,8 @@ async def fairness(total: int, customers: int, big: int, model_seconds: float) -
             namespace,
             {
                 **fake.env(),
-                "SUPPORT_AGENT_LLM": "claude",
-                "SUPPORT_AGENT_LLM_REQUESTS_PER_MINUTE": "100000",
+                **FAKE_MODEL_ENV,
+                **BENCH_RATE_LIMIT,
                 "SUPPORT_AGENT_DELIVERY_URL": receiver.url,
                 "SUPPORT_AGENT_DELIVERY_SECRET": secret,
                 "SUPPORT_AGENT_WORKER_DURABLE_SLOTS": str(max(200, total + 10)),

@@ -11,7 +11,7 @@ conftest and each benchmark).
 
 from __future__ import annotations
 
-import asyncio
+import atexit
 import uuid
 
 from workflows.engine import connect
@@ -28,32 +28,47 @@ def remember(namespace: str) -> str:
 
 
 def new_namespace(prefix: str) -> str:
-    """A fresh namespace, recorded so that ``delete_namespaces`` removes it."""
+    """A fresh namespace, recorded so that ``delete_namespaces`` removes it.
+
+    A benchmark run on its own (``python -m benchmarks.bench_park``) deletes
+    its namespaces when the process exits; ``make bench`` does it after all.
+    """
+    if not _created:
+        atexit.register(_delete_at_exit)
     return remember(f"{prefix}{uuid.uuid4().hex[:10]}")
 
 
-async def delete_namespace(settings: Settings, namespace: str) -> int:
+def _delete_at_exit() -> None:
+    if not _created:
+        return
+    try:
+        delete_namespaces()
+    except Exception as exc:  # the engine went away: nothing to keep busy
+        print(f"could not delete the namespaces {_created}: {exc}")
+
+
+def delete_namespace(settings: Settings, namespace: str) -> int:
     """Delete every workflow registered under ``namespace``; returns how many.
 
     The name filter matches substrings, so each name is checked for the exact
     prefix: another namespace that merely contains this one is left alone.
+    Synchronous on purpose: it also runs at interpreter exit, when no thread
+    pool (the SDK's async calls use one) takes new work.
     """
     hatchet = connect(settings, namespace=namespace)
     prefix = hatchet._client.config.apply_namespace("")
-    listed = await hatchet.workflows.aio_list(workflow_name=prefix, limit=1000)
+    listed = hatchet.workflows.list(workflow_name=prefix, limit=1000)
     doomed = [w for w in listed.rows or [] if w.name.startswith(prefix)]
     for workflow in doomed:
-        await hatchet.workflows.aio_delete(workflow.metadata.id)
+        hatchet.workflows.delete(workflow.metadata.id)
     return len(doomed)
 
 
 def delete_namespaces(settings: Settings | None = None) -> int:
-    """Delete the workflows of every namespace made by ``new_namespace`` so far."""
+    """Delete the workflows of every namespace recorded so far."""
     settings = settings or Settings()
-    namespaces, _created[:] = list(_created), []
-
-    async def delete_all() -> int:
-        counts = [await delete_namespace(settings, ns) for ns in namespaces]
-        return sum(counts)
-
-    return asyncio.run(delete_all())
+    deleted = 0
+    while _created:
+        deleted += delete_namespace(settings, _created[0])
+        _created.pop(0)
+    return deleted

@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from agent.budget import Budget
 from evidence.limits import MIB, EvidenceLimits
 from sandbox.config import SandboxConfig
+from workflows.names import LLM_RATE_LIMIT_KEY
 
 # The checkout this package runs from (an editable install): where set-up's files are.
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
@@ -191,6 +192,13 @@ class Settings(BaseSettings):
     llm_retries: int = Field(default=4, ge=0, description="Hatchet retries of a failed turn.")
     llm_requests_per_minute: int = Field(
         default=50, ge=1, description="Shared Hatchet rate limit on model calls, all workers."
+    )
+    llm_rate_limit_key: str = Field(
+        default=LLM_RATE_LIMIT_KEY,
+        min_length=1,
+        max_length=120,
+        description="The Hatchet rate limit model calls count against: workers that share an "
+        "API key (one quota) share it.",
     )
     per_customer_concurrency: int = Field(
         default=2,

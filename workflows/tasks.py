@@ -45,7 +45,7 @@ from workflows.models import (
     ResolutionRecord,
     ResolutionRequest,
 )
-from workflows.names import LLM_RATE_LIMIT_KEY, SANDBOX_LABEL, SANDBOX_LABEL_VALUE, TaskName
+from workflows.names import SANDBOX_LABEL, SANDBOX_LABEL_VALUE, TaskName
 from workflows.settings import Settings
 from workflows.streams import CodeFinished, CodeStarted, encode
 
@@ -150,7 +150,7 @@ def build_child_tasks(
         retries=settings.llm_retries,
         backoff_factor=2,
         backoff_max_seconds=60,
-        rate_limits=[RateLimit(static_key=LLM_RATE_LIMIT_KEY, units=1)],
+        rate_limits=[RateLimit(static_key=settings.llm_rate_limit_key, units=1)],
         concurrency=_per_customer(settings),
     )
     async def llm_turn(request: TurnRequest, ctx: Context) -> TurnResult:

@@ -20,7 +20,7 @@ from workflows.deps import (
     describe_planner,
     open_evidence_store,
 )
-from workflows.names import LLM_RATE_LIMIT_KEY, SANDBOX_LABEL, SANDBOX_LABEL_VALUE
+from workflows.names import SANDBOX_LABEL, SANDBOX_LABEL_VALUE
 from workflows.settings import Settings
 from workflows.support import build_support_workflow
 
@@ -87,9 +87,9 @@ def run_worker(
         delivery=choose_deliverer(settings),
     )
     workflow = build_support_workflow(hatchet, settings, deps)
-    # Model calls from every worker share one limit (the key is not namespaced).
+    # Model calls from every worker with this key share one limit (the key is not namespaced).
     hatchet.rate_limits.put(
-        LLM_RATE_LIMIT_KEY, settings.llm_requests_per_minute, RateLimitDuration.MINUTE
+        settings.llm_rate_limit_key, settings.llm_requests_per_minute, RateLimitDuration.MINUTE
     )
 
     async def lifespan() -> AsyncGenerator[None, None]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import requests
 
+from tests.namespaces import remember
 from tests.webhooks import new_secret, signed_headers
 
 API_SECRET = new_secret()
@@ -42,7 +43,8 @@ class ApiServer:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
             **os.environ,
-            "HATCHET_CLIENT_NAMESPACE": namespace,
+            # The API registers the workflows it triggers: deleted at the session's end.
+            "HATCHET_CLIENT_NAMESPACE": remember(namespace),
             "SUPPORT_AGENT_API_SECRET": API_SECRET,
         }
         with log_path.open("ab") as log:

@@ -88,3 +88,19 @@ def test_a_failed_ticket_orchestration_is_retried_and_replays_its_log() -> None:
     ticket = build_support_workflow(hatchet, Settings(ticket_retries=5)).ticket.to_proto().tasks[0]
     assert (ticket.readable_id, ticket.retries) == ("support-ticket", 5)
     assert Settings().ticket_retries == 3
+
+
+def test_model_turns_count_against_the_configured_rate_limit_key() -> None:
+    # Workers that share an API key share a limit; another key (another quota) is apart.
+    hatchet = Hatchet(config=ClientConfig(token=offline_token(), tls_config={"strategy": "none"}))
+
+    def keys(settings: Settings) -> dict[str, list[str]]:
+        return {
+            task.readable_id: [r.key for r in task.rate_limits]
+            for runnable in build_support_workflow(hatchet, settings).all()
+            for task in runnable.to_proto().tasks
+            if task.rate_limits
+        }
+
+    assert keys(Settings()) == {"llm-turn": ["support-agent:llm-requests"]}
+    assert keys(Settings(llm_rate_limit_key="team-b:llm")) == {"llm-turn": ["team-b:llm"]}
