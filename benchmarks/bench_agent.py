@@ -88,7 +88,7 @@ def _ticket(steps: int) -> Ticket:
     )
 
 
-async def _timed_ticket(
+async def timed_ticket(
     hatchet: Hatchet, workflow: Any, steps: int, settings: Settings
 ) -> tuple[float, TicketOutcome]:
     seconds, outcome, _ = await _timed_run(hatchet, workflow, steps, settings)
@@ -135,7 +135,7 @@ async def measure(namespace: str) -> dict[str, float]:
     _, chain = declare_noop(hatchet)
     repeats = int(os.environ.get("AGENT_BENCH_REPEATS", "5"))
 
-    await _timed_ticket(hatchet, workflow, 1, settings)  # warm-up: workers, pool, queues
+    await timed_ticket(hatchet, workflow, 1, settings)  # warm-up: workers, pool, queues
     await chain.aio_run()
     child = []
     for _ in range(repeats):

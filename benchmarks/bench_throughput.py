@@ -22,7 +22,7 @@ import time
 
 import docker
 
-from benchmarks.bench_agent import _timed_ticket, responder
+from benchmarks.bench_agent import responder, timed_ticket
 from benchmarks.bench_sandbox import bare_flags
 from benchmarks.workers import support_worker
 from sandbox.containers import Runtime, resolve_runtime
@@ -60,10 +60,10 @@ async def code_steps(namespace: str, tickets: int) -> float:
     settings = Settings()
     hatchet = connect(settings, namespace=namespace)
     workflow = build_support_workflow(hatchet, settings)
-    await _timed_ticket(hatchet, workflow, 1, settings)  # warm-up: worker, pool, queues
+    await timed_ticket(hatchet, workflow, 1, settings)  # warm-up: worker, pool, queues
     started = time.perf_counter()
     results = await asyncio.gather(
-        *(_timed_ticket(hatchet, workflow, STEPS, settings) for _ in range(tickets))
+        *(timed_ticket(hatchet, workflow, STEPS, settings) for _ in range(tickets))
     )
     elapsed = time.perf_counter() - started
     assert all(o.status == "resolved" and o.scripts_run == STEPS for _, o in results), results
