@@ -71,19 +71,7 @@ async def test_run_code_materialises_attachments_and_reports_the_result(
 
     monkeypatch.setattr(Context, "aio_put_stream", no_stream)
     sandbox = FakeSandbox(default=FakeOutcome(stdout="errors=1\n"))
-    request = CodeRunRequest(
-        ticket_id="T-1",
-        customer="c",
-        round=1,
-        step=1,
-        purpose="count",
-        language="python",
-        code="print('x')",
-        evidence=ATTACHMENT.inputs(),
-        root_run_id="root-run",
-        timeout_seconds=5,
-    )
-    result = await _tasks(ScriptedLLM(), sandbox).run_code.aio_mock_run(request)
+    result = await _tasks(ScriptedLLM(), sandbox).run_code.aio_mock_run(_code_request())
     assert result.stdout == "errors=1\n" and result.purpose == "count"
     (sent,) = sandbox.requests
     assert [(f.name, b"".join(f.chunks())) for f in sent.files] == [("app.log", b"ERROR boom\n")]
