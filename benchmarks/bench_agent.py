@@ -23,7 +23,6 @@ import asyncio
 import os
 import re
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -34,7 +33,7 @@ from hatchet_sdk import Context, DurableContext, EmptyModel, Hatchet
 
 from agent.tickets import Ticket
 from agent.tools import REPLY, RUN_CODE
-from benchmarks.workers import BENCH_RATE_LIMIT, FAKE_MODEL_ENV
+from benchmarks.workers import running, support_worker
 from tests.fake_anthropic import FakeAnthropic, FakeResponse, message, tool_use
 from tests.namespaces import new_namespace
 from workflows.client import submit_ticket
@@ -158,15 +157,6 @@ async def measure(namespace: str) -> dict[str, float]:
     return {"baseline": baseline, "step": step, "work": step - overhead, "overhead": overhead}
 
 
-def _spawn(args: list[str], namespace: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        args,
-        env={**os.environ, **env, "HATCHET_CLIENT_NAMESPACE": namespace},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def noop_worker() -> None:
     settings = Settings()
     hatchet = connect(settings)
@@ -180,17 +170,9 @@ def main() -> None:
     namespace = new_namespace("bench")
     with FakeAnthropic() as fake:
         fake.responder = responder
-        env = {**fake.env(), **FAKE_MODEL_ENV, **BENCH_RATE_LIMIT}
-        workers = [
-            _spawn([sys.executable, "-m", "cli.main", "worker"], namespace, env),
-            _spawn([sys.executable, "-m", "benchmarks.bench_agent", "noop-worker"], namespace, env),
-        ]
-        try:
+        noop = [sys.executable, "-m", "benchmarks.bench_agent", "noop-worker"]
+        with support_worker(namespace, fake.env()), running(noop, namespace, {}):
             figures = asyncio.run(measure(namespace))
-        finally:
-            for worker in workers:
-                worker.terminate()
-                worker.wait(timeout=30)
     two_children = 2 * figures["baseline"]
     ratio = figures["overhead"] / two_children
     verdict = "meets" if ratio <= TARGET_RATIO else "misses"

@@ -30,6 +30,7 @@ from hatchet_sdk import Hatchet
 
 from agent.tickets import Ticket
 from evidence.ingest import ingest_bytes
+from tests.helpers import stop_process
 from tests.namespaces import new_namespace
 from workflows.client import submit_ticket
 from workflows.deps import open_evidence_store
@@ -111,12 +112,7 @@ class _Worker:
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         self.log.unlink(missing_ok=True)
 
 

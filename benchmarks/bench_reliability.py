@@ -49,6 +49,7 @@ from agent.tools import REPLY, RUN_CODE
 from benchmarks.workers import BENCH_RATE_LIMIT, FAKE_MODEL_ENV
 from evidence.ingest import ingest_bytes
 from tests.fake_anthropic import FakeAnthropic, FakeResponse, message, tool_use
+from tests.helpers import stop_process
 from tests.namespaces import new_namespace
 from tests.webhooks import Receiver, new_secret
 from workflows.client import push_reply, submit_ticket
@@ -123,15 +124,6 @@ def _spawn_worker(namespace: str, env: dict[str, str], log: Path) -> subprocess.
             stdout=out,
             stderr=out,
         )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -268,7 +260,7 @@ async def parking(parked: int) -> dict[str, Any]:
                 "scripts": sum(o.scripts_run for o in outcomes),
             }
         finally:
-            _stop(worker)
+            stop_process(worker, timeout=60)
 
 
 def parking_report(f: dict[str, Any]) -> str:
@@ -395,7 +387,7 @@ async def fairness(total: int, customers: int, big: int, model_seconds: float) -
                 "big_times": [s for t, s in mixed.items() if t not in small_ids],
             }
         finally:
-            _stop(worker)
+            stop_process(worker, timeout=60)
 
 
 def fairness_report(f: dict[str, Any]) -> str:

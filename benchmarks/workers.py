@@ -6,7 +6,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+
+from tests.helpers import stop_process
 
 # The model is the fake API answering at once; the shared rate limit must not be what is measured.
 FAKE_MODEL_ENV = {"SUPPORT_AGENT_LLM": "claude", "SUPPORT_AGENT_LLM_REQUESTS_PER_MINUTE": "100000"}
@@ -20,22 +22,25 @@ BENCH_RATE_LIMIT = {"SUPPORT_AGENT_LLM_RATE_LIMIT_KEY": "support-agent-benchmark
 
 
 @contextmanager
-def support_worker(namespace: str, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """A worker in ``namespace`` with ``env`` on top of this process's; stopped on exit."""
+def running(
+    args: list[str], namespace: str, env: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A process in ``namespace`` with ``env`` on top of this process's; stopped on exit."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "worker"],
-        env={
-            **os.environ,
-            **FAKE_MODEL_ENV,
-            **BENCH_RATE_LIMIT,
-            **env,
-            "HATCHET_CLIENT_NAMESPACE": namespace,
-        },
+        args,
+        env={**os.environ, **env, "HATCHET_CLIENT_NAMESPACE": namespace},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         yield process
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_process(process)
+
+
+def support_worker(
+    namespace: str, env: dict[str, str]
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """A ``support-agent worker`` on the fake model and the benchmarks' rate limit."""
+    command = [sys.executable, "-m", "cli.main", "worker"]
+    return running(command, namespace, {**FAKE_MODEL_ENV, **BENCH_RATE_LIMIT, **env})

@@ -22,7 +22,7 @@ from hatchet_sdk import Hatchet
 from agent.attachments import Attachment
 from tests.conftest import attachment
 from tests.fake_anthropic import FakeAnthropic
-from tests.helpers import unavailable
+from tests.helpers import stop_process, unavailable
 from tests.namespaces import delete_namespaces, remember
 from workflows.deps import open_evidence_store
 from workflows.engine import (
@@ -71,13 +71,7 @@ class WorkerProcess:
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

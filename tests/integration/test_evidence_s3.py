@@ -33,7 +33,7 @@ from evidence import (
 from evidence.retention import sweep
 from evidence.s3 import PART_BYTES, S3Store
 from evidence.scan import scan
-from tests.helpers import unavailable
+from tests.helpers import stop_process, unavailable
 from workflows.deps import EvidenceLoader, open_evidence_store
 from workflows.settings import EvidenceSettings, Settings
 
@@ -127,12 +127,7 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 time.sleep(0.5)
         yield endpoint
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=20)
         log.close()
 
 
