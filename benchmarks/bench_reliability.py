@@ -29,16 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,7 +49,7 @@ from evidence.ingest import ingest_bytes
 from tests.fake_anthropic import FakeAnthropic, FakeResponse, message, tool_use
 from tests.helpers import stop_process
 from tests.namespaces import new_namespace
-from tests.webhooks import Receiver, new_secret
+from tests.webhooks import TimedReceiver, new_secret
 from workflows.client import push_reply, submit_ticket
 from workflows.deps import open_evidence_store
 from workflows.engine import connect
@@ -66,32 +64,6 @@ APP_LOG = b"""2026-11-20T10:00:00Z INFO start
 2026-11-20T10:00:02Z ERROR db: connection pool exhausted
 2026-11-20T10:00:03Z ERROR http: upstream timeout
 """
-
-
-class TimedReceiver(Receiver):
-    """The helpdesk: when each ticket's first ``ticket.replied`` / ``ticket.resolved`` arrived."""
-
-    def __init__(self, secret: str) -> None:
-        super().__init__(secret)
-        self.first: dict[tuple[str, str], float] = {}
-        self._times_lock = threading.Lock()
-
-    def take(self, body: bytes, headers: dict[str, str]) -> int:
-        status = super().take(body, headers)
-        if status < 300:
-            event = json.loads(body)
-            key = (event["type"], str(event["data"].get("ticket_id")))
-            with self._times_lock:
-                self.first.setdefault(key, time.monotonic())
-        return status
-
-    def count(self, kind: str, ticket_ids: Iterable[str]) -> int:
-        with self._times_lock:
-            return sum((kind, t) in self.first for t in ticket_ids)
-
-    def at(self, kind: str, ticket_id: str) -> float | None:
-        with self._times_lock:
-            return self.first.get((kind, ticket_id))
 
 
 def percentile(values: list[float], fraction: float) -> float:

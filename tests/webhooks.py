@@ -12,7 +12,9 @@ import hmac
 import json
 import os
 import threading
+import time
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -132,3 +134,29 @@ class Receiver:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class TimedReceiver(Receiver):
+    """A receiver noting when each ticket's first event of each type arrived (monotonic)."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__(secret)
+        self.first: dict[tuple[str, str], float] = {}
+        self._times_lock = threading.Lock()
+
+    def take(self, body: bytes, headers: dict[str, str]) -> int:
+        status = super().take(body, headers)
+        if status < 300:
+            event = json.loads(body)
+            key = (event["type"], str(event["data"].get("ticket_id")))
+            with self._times_lock:
+                self.first.setdefault(key, time.monotonic())
+        return status
+
+    def count(self, kind: str, ticket_ids: Iterable[str]) -> int:
+        with self._times_lock:
+            return sum((kind, t) in self.first for t in ticket_ids)
+
+    def at(self, kind: str, ticket_id: str) -> float | None:
+        with self._times_lock:
+            return self.first.get((kind, ticket_id))
