@@ -68,18 +68,31 @@ def test_a_refusal_is_final() -> None:
         asyncio.run(_deliverer(Recorder(400)).deliver(_event()))
 
 
+class CountingTransport(httpx2.MockTransport):
+    """Counts how often a client closed it: once per client made and closed."""
+
+    closed = 0
+
+    async def aclose(self) -> None:
+        self.closed += 1
+        await super().aclose()
+
+
 def test_one_client_serves_every_delivery_on_a_loop() -> None:
     recorder = Recorder(204)
-    deliverer = _deliverer(recorder)
+    transport = CountingTransport(recorder)
+    deliverer = Deliverer(URL, SECRET, transport=transport)
 
-    async def burst() -> set[int]:
+    async def burst() -> int:
         await asyncio.gather(*(deliverer.deliver(_event(i)) for i in range(20)))
-        clients = {id(deliverer._http())}
         await deliverer.deliver(_event(99))
-        clients.add(id(deliverer._http()))
-        return clients
+        open_during_deliveries = transport.closed
+        await deliverer.aclose()
+        return open_during_deliveries
 
-    assert len(asyncio.run(burst())) == 1
+    # A client made per delivery would have been closed after each of the 21.
+    assert asyncio.run(burst()) == 0
+    assert transport.closed == 1
     assert len(recorder.requests) == 21
 
 
