@@ -45,3 +45,21 @@ hatchet_version() {
   grep -oE 'github.com/hatchet-dev/hatchet v[0-9]+\.[0-9]+\.[0-9]+' "$(dirname "${BASH_SOURCE[0]}")/hatchet/go.mod" |
     head -1 | cut -d' ' -f2
 }
+
+# The engine's database URL with PostgreSQL's plan_cache_mode for its sessions
+# (a startup parameter: the engine's driver sends unknown URL parameters as
+# such). "auto" (PostgreSQL's default) leaves the URL as it is.
+engine_database_url() {
+  local url=$1 mode=$2
+  case "$mode" in
+    auto) printf '%s\n' "$url"; return ;;
+    force_generic_plan | force_custom_plan) ;;
+    *) die "HATCHET_ENGINE_PLAN_CACHE_MODE must be auto, force_generic_plan or force_custom_plan, not '$mode'" ;;
+  esac
+  case "$url" in
+    *plan_cache_mode=*) die "the database URL sets plan_cache_mode: set HATCHET_ENGINE_PLAN_CACHE_MODE instead" ;;
+    postgres://*\?* | postgresql://*\?*) printf '%s&plan_cache_mode=%s\n' "$url" "$mode" ;;
+    postgres://* | postgresql://*) printf '%s?plan_cache_mode=%s\n' "$url" "$mode" ;;
+    *) printf '%s plan_cache_mode=%s\n' "$url" "$mode" ;; # key=value form
+  esac
+}
