@@ -56,7 +56,7 @@ def delete_namespace(settings: Settings, namespace: str) -> int:
     pool (the SDK's async calls use one) takes new work.
     """
     hatchet = connect(settings, namespace=namespace)
-    prefix = hatchet._client.config.apply_namespace("")
+    prefix = hatchet.namespace  # as the SDK normalises it (lower case, "_" appended)
     listed = hatchet.workflows.list(workflow_name=prefix, limit=1000)
     doomed = [w for w in listed.rows or [] if w.name.startswith(prefix)]
     for workflow in doomed:

@@ -13,6 +13,7 @@ from typing import Any
 
 import requests
 
+from tests.helpers import stop_process
 from tests.namespaces import remember
 from tests.webhooks import new_secret, signed_headers
 
@@ -74,5 +75,4 @@ class ApiServer:
         return requests.request(method, self.url + path, data=body, headers=headers, timeout=30)
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=20)
+        stop_process(self.process, timeout=20)

@@ -99,11 +99,9 @@ class SlowFactory(Factory):
 async def test_missing_containers_start_together() -> None:
     factory = SlowFactory(0.2)
     pool = WarmPool(3, 60, factory.create, factory.destroy)
-    started = time.monotonic()
     await pool.start()
     assert await pool.wait_ready(within_seconds=5)
-    # Three starts of 0.2 s each, side by side: well under the 0.6 s of a serial refill.
-    assert time.monotonic() - started < 0.45
+    # All three were starting at the same moment (a serial refill never has two).
     assert factory.most_at_once == 3
     pool.take()
     pool.take()
