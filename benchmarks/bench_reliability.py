@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -124,10 +125,18 @@ def database_mb(settings: Settings) -> float | None:
     """The embedded engine's database size (None for an external engine or without psql)."""
     if settings.external_engine or shutil.which("psql") is None:
         return None
+    # The password goes in the environment, not on a command line other users can read.
+    url = urllib.parse.urlsplit(settings.database_url())
+    without_password = url._replace(netloc=url.netloc.rpartition("@")[2])
+    if url.username:
+        without_password = without_password._replace(
+            netloc=f"{url.username}@{without_password.netloc}"
+        )
     result = subprocess.run(
-        ["psql", settings.engine_database_url.get_secret_value(), "-Atc",
+        ["psql", without_password.geturl(), "-Atc",
          "select pg_database_size(current_database())"],
         capture_output=True, text=True, timeout=30, check=False,
+        env={**os.environ, "PGPASSWORD": urllib.parse.unquote(url.password or "")},
     )  # fmt: skip
     return int(result.stdout.strip()) / 2**20 if result.returncode == 0 else None
 

@@ -3,6 +3,12 @@
 # in. The official sidecar can bundle its own Postgres, but that one is
 # downloaded at run time; here Debian's PostgreSQL is installed instead and
 # its URL is handed to the engine through HATCHET_CLIENT_EMBEDDED_DATABASE_URL.
+# The engine's role gets a password generated on the first set-up (never a
+# well-known one: every local user reaches 127.0.0.1:5432, and the database
+# holds every ticket); the URL with it is kept 0600 in
+# $SUPPORT_AGENT_STATE_DIR/database-url, where the settings read it, and each
+# set-up sets the role's password from it again (which also replaces the
+# fixed password earlier versions used).
 # Skipped when an external engine is configured (HATCHET_CLIENT_TOKEN).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -34,14 +40,29 @@ fi
 
 # Idempotent: the role and database are created once and kept, so the engine
 # (and every run it holds) survives worker and engine restarts.
-runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 <<'SQL'
-DO $$BEGIN
+url_file=$SUPPORT_AGENT_STATE_DIR/database-url
+if [ ! -s "$url_file" ]; then
+  # 32 characters from [A-Za-z0-9]: about 190 bits, and nothing to escape in a URL or SQL.
+  password=$(tr -dc 'A-Za-z0-9' </dev/urandom | head -c 32 || true)
+  [ ${#password} -eq 32 ] || die "could not generate a database password"
+  (umask 077 && printf 'postgresql://hatchet:%s@127.0.0.1:5432/hatchet?sslmode=disable\n' \
+    "$password" >"$url_file.tmp") && mv "$url_file.tmp" "$url_file"
+  log "postgres: generated the engine's database password ($url_file)"
+fi
+chmod 600 "$url_file"
+password=$(sed -nE 's|^postgresql://hatchet:([A-Za-z0-9]{32})@127\.0\.0\.1:5432/hatchet\?sslmode=disable$|\1|p' "$url_file")
+[ -n "$password" ] || die "$url_file is not the URL set-up writes: remove it to generate a new one"
+
+# The password travels on psql's standard input, never on a command line.
+runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 <<SQL
+DO \$\$BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hatchet') THEN
-    CREATE ROLE hatchet LOGIN PASSWORD 'hatchet';
+    CREATE ROLE hatchet LOGIN;
   END IF;
-END$$;
+END\$\$;
+ALTER ROLE hatchet WITH LOGIN PASSWORD '$password';
 SELECT 'CREATE DATABASE hatchet OWNER hatchet'
-WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'hatchet') \gexec
+WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'hatchet') \\gexec
 ALTER DATABASE hatchet SET timezone TO 'UTC';
 SQL
-log "postgres: database hatchet ready on 127.0.0.1:5432"
+log "postgres: database hatchet ready on 127.0.0.1:5432 (its URL: $url_file)"

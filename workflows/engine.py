@@ -32,7 +32,7 @@ from typing import Any
 
 from hatchet_sdk import ClientConfig, EmbeddedHatchetConfig, Hatchet
 
-from workflows.settings import Settings
+from workflows.settings import ConfigurationError, Settings
 
 HANDSHAKE_ENV = "HATCHET_EMBEDDED_HANDSHAKE"
 
@@ -129,9 +129,13 @@ def embedded_options(settings: Settings) -> EmbeddedHatchetConfig:
             f"no engine sidecar at {binary or '(none configured)'}: run `make setup` in the "
             "project checkout, or set HATCHET_CLIENT_EMBEDDED_BINARY_PATH to a sidecar binary"
         )
+    try:
+        database_url = settings.database_url()
+    except ConfigurationError as exc:
+        raise EngineUnavailableError(str(exc)) from exc
     return EmbeddedHatchetConfig(
         binary_path=str(binary),
-        database_url=settings.engine_database_url.get_secret_value(),
+        database_url=database_url,
         grpc_port=settings.engine_grpc_port,
         api_port=settings.engine_api_port,
         ready_timeout_seconds=settings.engine_start_timeout_seconds,

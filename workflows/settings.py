@@ -26,7 +26,8 @@ from workflows.names import LLM_RATE_LIMIT_KEY
 
 # The checkout this package runs from (an editable install): where set-up's files are.
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
-LOCAL_DATABASE_URL = "postgresql://hatchet:hatchet@127.0.0.1:5432/hatchet?sslmode=disable"
+# Where set-up keeps the URL (with a password it generated) of the database it made.
+DATABASE_URL_FILE = "database-url"
 
 
 class ConfigurationError(ValueError):
@@ -153,10 +154,11 @@ class Settings(BaseSettings):
         description="The embedded engine's sidecar (default: setup/hatchet-sidecar in this "
         "checkout).",
     )
-    engine_database_url: SecretStr = Field(
-        default=SecretStr(LOCAL_DATABASE_URL),
+    engine_database_url: SecretStr | None = Field(
+        default=None,
         validation_alias=_env("HATCHET_CLIENT_EMBEDDED_DATABASE_URL", "engine_database_url"),
-        description="PostgreSQL for the embedded engine (default: the database set-up creates).",
+        description="PostgreSQL for the embedded engine (default: the database set-up created, "
+        "whose URL and generated password it keeps in <state dir>/database-url).",
     )
     engine_grpc_port: int = Field(
         default=7077,
@@ -277,6 +279,26 @@ class Settings(BaseSettings):
     def external_engine(self) -> bool:
         """An external engine is configured: nothing is started or built here."""
         return self.hatchet_token is not None and bool(self.hatchet_token.get_secret_value())
+
+    def database_url(self) -> str:
+        """The embedded engine's database URL: the variable's, or the one set-up wrote.
+
+        Read when an engine starts, not when settings load: commands that
+        never start one work without a database.
+        """
+        if self.engine_database_url is not None:
+            return self.engine_database_url.get_secret_value()
+        path = self.state_dir / DATABASE_URL_FILE
+        try:
+            url = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            url = ""
+        if not url:
+            raise ConfigurationError(
+                f"no database for the engine: {path} is missing (run `make setup`, which makes "
+                "the database and writes it), or set HATCHET_CLIENT_EMBEDDED_DATABASE_URL"
+            )
+        return url
 
     @property
     def engine_file(self) -> Path:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from workflows.engine import EngineUnavailableError, connect, running_engine, stop_engine
+from workflows.engine import (
+    EngineUnavailableError,
+    connect,
+    embedded_options,
+    running_engine,
+    stop_engine,
+)
 from workflows.settings import Settings
 
 
@@ -72,3 +78,34 @@ def test_garbage_engine_file_is_ignored(settings: Settings) -> None:
 def test_connect_without_engine_says_how_to_start_one(settings: Settings) -> None:
     with pytest.raises(EngineUnavailableError, match="support-agent engine start"):
         connect(settings)
+
+
+def test_the_database_url_is_the_one_set_up_wrote(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HATCHET_CLIENT_EMBEDDED_DATABASE_URL", raising=False)
+    settings = Settings(state_dir=settings.state_dir)
+    url = "postgresql://hatchet:generated@127.0.0.1:5432/hatchet?sslmode=disable"
+    (settings.state_dir / "database-url").write_text(url + "\n")
+    assert settings.database_url() == url
+    assert embedded_options(settings).database_url == url
+
+
+def test_the_variable_wins_over_the_file(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (settings.state_dir / "database-url").write_text("postgresql://from-file/db\n")
+    monkeypatch.setenv("HATCHET_CLIENT_EMBEDDED_DATABASE_URL", "postgresql://from-env/db")
+    assert Settings(state_dir=settings.state_dir).database_url() == "postgresql://from-env/db"
+
+
+def test_no_database_says_how_to_get_one(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HATCHET_CLIENT_EMBEDDED_DATABASE_URL", raising=False)
+    settings = Settings(state_dir=settings.state_dir)
+    # No file, and no well-known fallback: there is no default password to fall back on.
+    with pytest.raises(
+        EngineUnavailableError, match=r"make setup.*HATCHET_CLIENT_EMBEDDED_DATABASE_URL"
+    ):
+        embedded_options(settings)
