@@ -4,6 +4,7 @@ from benchmarks import (
     bench_agent,
     bench_api,
     bench_cold,
+    bench_cost,
     bench_evidence,
     bench_park,
     bench_reliability,
@@ -18,6 +19,8 @@ try:
     bench_agent.main()
     print()
     bench_throughput.main()
+    print()
+    bench_cost.main()
     print()
     bench_api.main()
     print()
