@@ -54,8 +54,10 @@ def machine_busy_seconds() -> float:
     """CPU seconds the machine has been busy since boot (all cores; idle and iowait excluded)."""
     with open("/proc/stat", encoding="ascii") as stat:
         fields = [int(v) for v in stat.readline().split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+    # user, nice, system, irq, softirq: not idle or iowait, nor steal (another guest's) or
+    # guest time (already counted in user and nice).
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 async def busy_during(work: Callable[[], Awaitable[T]]) -> tuple[T, float]:
@@ -70,7 +72,7 @@ async def sandbox_alone(settings: Settings, runs: int) -> float:
     sandbox = DockerSandbox(settings.sandbox)
     await sandbox.start()
     try:
-        await sandbox.pool.wait_ready()
+        assert await sandbox.pool.wait_ready(), "the warm pool did not fill"
         todo = iter(range(runs))
         ticket = f"cost-{uuid.uuid4().hex[:8]}"
 
@@ -141,12 +143,13 @@ def main() -> None:
         with support_worker(namespace, fake.env()):
             # Outside the measurement: the worker's start and its pool's first containers.
             asyncio.run(warm_up(namespace))
-            steps_per_s, step_cpu = asyncio.run(busy_during(lambda: code_steps(namespace, tickets)))
-    # code_steps' own warm-up ticket (one code step) is inside the measurement.
-    step = step_cpu / (tickets * STEPS + 1)
+            steps_per_s, step_cpu = asyncio.run(
+                busy_during(lambda: code_steps(namespace, tickets, warm_up=False))
+            )
+    step = step_cpu / (tickets * STEPS)
     at_floor = TASKS_PER_STEP * floor
     bound = bare / (alone + at_floor)
-    verdict = "above" if bound >= TARGET else "below"
+    verdict = "reaches" if bound >= TARGET else "short of"
     cores = os.cpu_count()
     print(f"where a code step's CPU goes ({runtime.name}, {at_once} at once, {cores} cores)")
     rows = [
@@ -163,7 +166,7 @@ def main() -> None:
     for label, seconds, note in rows:
         print(f"  {label:<40} {seconds * 1000:6.0f} ms" + (f"  ({note})" if note else ""))
     print(
-        f"  {'best ratio with the engine at its floor':<40} {bound:6.2f}x   "
+        f"  {'best ratio with the engine at its floor':<40} {bound:6.3f}x  "
         f"({verdict} the {TARGET}x target: bare / (sandbox + tasks at the floor))"
     )
 

@@ -35,7 +35,6 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -53,7 +52,7 @@ from tests.namespaces import new_namespace
 from tests.webhooks import TimedReceiver, new_secret
 from workflows.client import push_reply, submit_ticket
 from workflows.deps import open_evidence_store
-from workflows.engine import connect
+from workflows.engine import connect, split_password
 from workflows.models import TicketOutcome
 from workflows.settings import Settings
 from workflows.support import SupportWorkflow, build_support_workflow
@@ -126,17 +125,11 @@ def database_mb(settings: Settings) -> float | None:
     if settings.external_engine or shutil.which("psql") is None:
         return None
     # The password goes in the environment, not on a command line other users can read.
-    url = urllib.parse.urlsplit(settings.database_url())
-    without_password = url._replace(netloc=url.netloc.rpartition("@")[2])
-    if url.username:
-        without_password = without_password._replace(
-            netloc=f"{url.username}@{without_password.netloc}"
-        )
+    url, password = split_password(settings.database_url())
+    env = {**os.environ, "PGPASSWORD": password} if password is not None else None
     result = subprocess.run(
-        ["psql", without_password.geturl(), "-Atc",
-         "select pg_database_size(current_database())"],
-        capture_output=True, text=True, timeout=30, check=False,
-        env={**os.environ, "PGPASSWORD": urllib.parse.unquote(url.password or "")},
+        ["psql", url, "-Atc", "select pg_database_size(current_database())"],
+        capture_output=True, text=True, timeout=30, check=False, env=env,
     )  # fmt: skip
     return int(result.stdout.strip()) / 2**20 if result.returncode == 0 else None
 

@@ -55,12 +55,13 @@ async def churn(settings: Settings, runtime: Runtime, containers: int, at_once: 
     return containers / (time.perf_counter() - started)
 
 
-async def code_steps(namespace: str, tickets: int) -> float:
-    """Code steps per second through the whole product."""
+async def code_steps(namespace: str, tickets: int, *, warm_up: bool = True) -> float:
+    """Code steps per second through the whole product (after a one-step warm-up ticket)."""
     settings = Settings()
     hatchet = connect(settings, namespace=namespace)
     workflow = build_support_workflow(hatchet, settings)
-    await timed_ticket(hatchet, workflow, 1, settings)  # warm-up: worker, pool, queues
+    if warm_up:
+        await timed_ticket(hatchet, workflow, 1, settings)  # worker, pool, queues
     started = time.perf_counter()
     results = await asyncio.gather(
         *(timed_ticket(hatchet, workflow, STEPS, settings) for _ in range(tickets))

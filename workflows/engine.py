@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,22 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def split_password(url: str) -> tuple[str, str | None]:
+    """A database URL without its password, and the password (decoded), if it has one.
+
+    The SDK hands the URL to the sidecar on its command line, which every
+    local user can read; the password goes in the sidecar's environment
+    instead (``PGPASSWORD``, which the engine's PostgreSQL driver honours).
+    Key=value connection strings are returned as they are.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if "://" not in url or parts.password is None:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return parts._replace(netloc=f"{user}@{host}").geturl(), urllib.parse.unquote(parts.password)
+
+
 def embedded_options(settings: Settings) -> EmbeddedHatchetConfig:
     """The SDK's embedded-engine options, all from our settings."""
     binary = settings.engine_binary_path
@@ -135,7 +152,7 @@ def embedded_options(settings: Settings) -> EmbeddedHatchetConfig:
         raise EngineUnavailableError(str(exc)) from exc
     return EmbeddedHatchetConfig(
         binary_path=str(binary),
-        database_url=database_url,
+        database_url=split_password(database_url)[0],
         grpc_port=settings.engine_grpc_port,
         api_port=settings.engine_api_port,
         ready_timeout_seconds=settings.engine_start_timeout_seconds,
@@ -156,6 +173,10 @@ def run_engine(settings: Settings) -> int:
             f"an engine is already running (pid {existing.pid}, API {existing.api_url})"
         )
     options = embedded_options(settings)
+    # This process exists to run the sidecar, which inherits its environment.
+    password = split_password(settings.database_url())[1]
+    if password is not None:
+        os.environ["PGPASSWORD"] = password
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -193,6 +214,7 @@ def start_engine_background(settings: Settings) -> EngineInfo:
     existing = running_engine(settings)
     if existing is not None:
         return existing
+    embedded_options(settings)  # a missing sidecar or database is said here, not in the log
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.state_dir / "engine-launcher.log"
     with log_path.open("ab") as log:

@@ -293,6 +293,11 @@ class Settings(BaseSettings):
             url = path.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             url = ""
+        except OSError as exc:  # e.g. written by a set-up run as another user
+            raise ConfigurationError(
+                f"cannot read the engine's database URL from {path}: {exc.strerror}; "
+                "set HATCHET_CLIENT_EMBEDDED_DATABASE_URL"
+            ) from exc
         if not url:
             raise ConfigurationError(
                 f"no database for the engine: {path} is missing (run `make setup`, which makes "

@@ -12,6 +12,7 @@ from workflows.engine import (
     connect,
     embedded_options,
     running_engine,
+    split_password,
     stop_engine,
 )
 from workflows.settings import Settings
@@ -88,7 +89,26 @@ def test_the_database_url_is_the_one_set_up_wrote(
     url = "postgresql://hatchet:generated@127.0.0.1:5432/hatchet?sslmode=disable"
     (settings.state_dir / "database-url").write_text(url + "\n")
     assert settings.database_url() == url
-    assert embedded_options(settings).database_url == url
+    # The SDK puts it on the sidecar's command line: without the password.
+    without = "postgresql://hatchet@127.0.0.1:5432/hatchet?sslmode=disable"
+    assert embedded_options(settings).database_url == without
+
+
+@pytest.mark.parametrize(
+    ("url", "without", "password"),
+    [
+        (
+            "postgresql://u:p%40ss%3Aw@h:5432/db?sslmode=disable",
+            "postgresql://u@h:5432/db?sslmode=disable",
+            "p@ss:w",
+        ),
+        ("postgres://u@h/db", "postgres://u@h/db", None),
+        ("postgresql://h/db?x=a@b", "postgresql://h/db?x=a@b", None),
+        ("host=h user=u password=p dbname=d", "host=h user=u password=p dbname=d", None),
+    ],
+)
+def test_the_password_is_split_off_the_url(url: str, without: str, password: str | None) -> None:
+    assert split_password(url) == (without, password)
 
 
 def test_the_variable_wins_over_the_file(
