@@ -29,13 +29,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import docker
-
 from benchmarks.bench_agent import declare_noop, responder, timed_ticket
-from benchmarks.bench_throughput import STEPS, TARGET, churn, code_steps
+from benchmarks.bench_throughput import STEPS, TARGET, churn, code_steps, sandbox_runtime
 from benchmarks.workers import running, support_worker
 from sandbox import DockerSandbox, ExecutionRequest
-from sandbox.containers import resolve_runtime
 from tests.fake_anthropic import FakeAnthropic
 from tests.namespaces import new_namespace
 from workflows.engine import connect
@@ -127,9 +124,7 @@ def main() -> None:
     at_once = settings.sandbox.max_concurrent_runs
     runs = int(os.environ.get("COST_BENCH_RUNS", "40"))
     tickets = int(os.environ.get("COST_BENCH_TICKETS", "16"))
-    client = docker.from_env()
-    runtime = resolve_runtime(client, settings.sandbox)
-    client.close()
+    runtime = sandbox_runtime(settings)
 
     rate, bare_cpu = asyncio.run(busy_during(lambda: churn(settings, runtime, runs, at_once)))
     bare = bare_cpu / runs

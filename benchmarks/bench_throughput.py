@@ -71,14 +71,21 @@ async def code_steps(namespace: str, tickets: int, *, warm_up: bool = True) -> f
     return tickets * STEPS / elapsed
 
 
+def sandbox_runtime(settings: Settings) -> Runtime:
+    """The OCI runtime the sandbox's containers get (and the bare ones, to compare alike)."""
+    client = docker.from_env()
+    try:
+        return resolve_runtime(client, settings.sandbox)
+    finally:
+        client.close()
+
+
 def main() -> None:
     settings = Settings()
     at_once = settings.sandbox.max_concurrent_runs
     tickets = int(os.environ.get("THROUGHPUT_BENCH_TICKETS", "16"))
     containers = int(os.environ.get("THROUGHPUT_BENCH_CONTAINERS", "40"))
-    client = docker.from_env()
-    runtime = resolve_runtime(client, settings.sandbox)
-    client.close()
+    runtime = sandbox_runtime(settings)
     namespace = new_namespace("tput")
     before = asyncio.run(churn(settings, runtime, containers, at_once))
     with FakeAnthropic() as fake:

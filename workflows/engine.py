@@ -130,7 +130,7 @@ def split_password(url: str) -> tuple[str, str | None]:
     Key=value connection strings are returned as they are.
     """
     parts = urllib.parse.urlsplit(url)
-    if "://" not in url or parts.password is None:
+    if parts.password is None:
         return url, None
     userinfo, _, host = parts.netloc.rpartition("@")
     user = userinfo.partition(":")[0]
