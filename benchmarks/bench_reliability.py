@@ -40,14 +40,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import docker
-
 from agent.tickets import CustomerReply, Ticket
 from agent.tools import REPLY, RUN_CODE
 from benchmarks.workers import BENCH_RATE_LIMIT, FAKE_MODEL_ENV
 from evidence.ingest import ingest_bytes
 from tests.fake_anthropic import FakeAnthropic, FakeResponse, message, tool_use
-from tests.helpers import stop_process
+from tests.helpers import SANDBOX_LABELS, labelled_containers, stop_process
 from tests.namespaces import new_namespace
 from tests.webhooks import TimedReceiver, new_secret
 from workflows.client import push_reply, submit_ticket
@@ -58,7 +56,6 @@ from workflows.settings import Settings
 from workflows.support import SupportWorkflow, build_support_workflow
 
 T = TypeVar("T")
-TICKET_LABEL = "support-agent.sandbox.ticket"
 APP_LOG = b"""2026-11-20T10:00:00Z INFO start
 2026-11-20T10:00:01Z ERROR db: connection pool exhausted
 2026-11-20T10:00:02Z ERROR db: connection pool exhausted
@@ -135,12 +132,8 @@ def database_mb(settings: Settings) -> float | None:
 
 
 def containers_of(ticket_ids: set[str]) -> int:
-    client = docker.from_env()
-    try:
-        found = client.containers.list(all=True, filters={"label": TICKET_LABEL})
-        return sum(c.labels.get(TICKET_LABEL) in ticket_ids for c in found)
-    finally:
-        client.close()
+    found = labelled_containers(SANDBOX_LABELS.ticket)
+    return sum(c["Labels"].get(SANDBOX_LABELS.ticket) in ticket_ids for c in found)
 
 
 # ----------------------------------------------------------------------------------- parking

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
-from typing import NoReturn
+import time
+from collections import Counter
+from typing import Any, NoReturn
 
+import docker
 import pytest
+
+from sandbox.config import SandboxConfig
+from sandbox.naming import Labels
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -28,3 +35,54 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+# The label keys the sandbox puts on a code run's container (the default prefix).
+SANDBOX_LABELS = Labels(SandboxConfig().label_prefix)
+
+
+def labelled_containers(label: str) -> list[dict[str, Any]]:
+    """Containers, running or not, matching a label filter, as one Docker list call returns them.
+
+    No inspect per container (as ``containers.list`` does): the sandbox's
+    containers remove themselves, and one removed between the list and its
+    inspect would fail the caller with a 404.
+    """
+    client = docker.from_env()
+    try:
+        return list(client.api.containers(all=True, filters={"label": label}))
+    finally:
+        client.close()
+
+
+def containers_created(ticket_id: str, since: float) -> Counter[str]:
+    """The ticket's sandbox containers Docker created since a time, counted per code-run step."""
+    client = docker.from_env()
+    try:
+        events = client.events(
+            since=int(since) - 1,
+            until=int(time.time()) + 1,
+            decode=True,
+            filters={
+                "type": "container",
+                "event": "create",
+                "label": f"{SANDBOX_LABELS.ticket}={ticket_id}",
+            },
+        )
+        return Counter(e["Actor"]["Attributes"][SANDBOX_LABELS.step] for e in events)
+    finally:
+        client.close()
+
+
+def containers_left(ticket_id: str) -> list[str]:
+    """Names of the ticket's sandbox containers that still exist."""
+    found = labelled_containers(f"{SANDBOX_LABELS.ticket}={ticket_id}")
+    return [name.lstrip("/") for c in found for name in c["Names"][:1]]
+
+
+async def no_containers_left(ticket_id: str, within: float) -> None:
+    """Wait (up to ``within`` seconds) until the ticket's containers are all removed."""
+    deadline = time.monotonic() + within
+    while left := containers_left(ticket_id):
+        assert time.monotonic() < deadline, f"still there after {within:g} s: {left}"
+        await asyncio.sleep(0.2)

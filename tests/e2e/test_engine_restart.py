@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
 from hatchet_sdk import Hatchet
 
@@ -25,6 +24,12 @@ from agent.tools import REPLY, RUN_CODE
 from tests.conftest import make_ticket, new_ticket_id
 from tests.e2e.conftest import RestartEngine, SpawnWorker, WorkerProcess
 from tests.fake_anthropic import FakeAnthropic, message, tool_use
+from tests.helpers import (
+    SANDBOX_LABELS,
+    containers_created,
+    labelled_containers,
+    no_containers_left,
+)
 from tests.netproxy import BlipProxy
 from workflows.client import push_reply, submit_ticket, wait_for_reply_sent
 from workflows.engine import EngineInfo, connect, running_engine
@@ -36,7 +41,6 @@ from workflows.transcript import fetch_transcript
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 PARKED = 5
-TICKET_LABEL = "support-agent.sandbox.ticket"
 STALL = "ordered durable completion release stalled"
 # Each ticket's children when the customer's first reply resolves it: any
 # more would be a finished step repeated by a replay.
@@ -60,21 +64,10 @@ async def _children(hatchet: Hatchet, ticket_id: str) -> Counter[str]:
 
 def _containers(ticket_id: str, *, created_since: float | None = None) -> Counter[str]:
     """The ticket's sandbox containers per code step: alive now, or created since a time."""
-    client = docker.from_env()
-    try:
-        label = f"{TICKET_LABEL}={ticket_id}"
-        if created_since is None:
-            found = client.containers.list(all=True, filters={"label": label})
-            return Counter(c.labels["support-agent.sandbox.step"] for c in found)
-        events = client.events(
-            since=int(created_since) - 1,
-            until=int(time.time()) + 1,
-            decode=True,
-            filters={"type": "container", "event": "create", "label": label},
-        )
-        return Counter(e["Actor"]["Attributes"]["support-agent.sandbox.step"] for e in events)
-    finally:
-        client.close()
+    if created_since is not None:
+        return containers_created(ticket_id, created_since)
+    alive = labelled_containers(f"{SANDBOX_LABELS.ticket}={ticket_id}")
+    return Counter(c["Labels"][SANDBOX_LABELS.step] for c in alive)
 
 
 async def _until(check: Callable[[], Any], within: float, what: str) -> None:
@@ -82,10 +75,6 @@ async def _until(check: Callable[[], Any], within: float, what: str) -> None:
     while not check():
         assert time.monotonic() < deadline, f"{what} did not happen within {within:g} s"
         await asyncio.sleep(0.2)
-
-
-async def _no_containers_left(ticket_id: str) -> None:
-    await _until(lambda: not _containers(ticket_id), 30, f"removal of {ticket_id}'s containers")
 
 
 def _alive_through(workers: list[WorkerProcess]) -> None:
@@ -178,7 +167,7 @@ async def test_engine_restart_during_a_code_run_finishes_the_ticket(
     # nothing was repeated, nothing was lost.
     assert len(fake_claude.requests_for(ticket.ticket_id)) == 2
     assert sorted(_containers(ticket.ticket_id, created_since=started).values()) == [1]
-    await _no_containers_left(ticket.ticket_id)
+    await no_containers_left(ticket.ticket_id, within=30)
     _alive_through([worker])
 
 
@@ -245,5 +234,5 @@ async def test_a_network_blip_between_worker_and_engine_loses_nothing(
     for ticket in parked:
         assert await _children(hatchet, ticket.ticket_id) == ONE_ROUND
     assert len(fake_claude.requests_for(coding.ticket_id)) == 2
-    await _no_containers_left(coding.ticket_id)
+    await no_containers_left(coding.ticket_id, within=30)
     _alive_through([worker])

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 
-import docker
 import pytest
 from hatchet_sdk import Hatchet
 from hatchet_sdk.clients.rest.api.task_api import TaskApi
@@ -21,6 +19,7 @@ from agent.tools import REPLY, RUN_CODE
 from tests.conftest import eventually, make_ticket, new_ticket_id
 from tests.e2e.conftest import SpawnWorker, WorkerProcess
 from tests.fake_anthropic import FakeAnthropic, message, tool_use
+from tests.helpers import containers_created, no_containers_left
 from workflows.client import submit_ticket
 from workflows.engine import connect
 from workflows.settings import Settings
@@ -28,40 +27,11 @@ from workflows.support import build_support_workflow
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
-TICKET_LABEL = "support-agent.sandbox.ticket"
-STEP_LABEL = "support-agent.sandbox.step"
 SLOW = "import time\ntime.sleep(10)\nprint('slow step done')\n"
 
 
 def _code(code: str, purpose: str) -> dict[str, str]:
     return {"language": "python", "code": code, "purpose": purpose}
-
-
-def _containers_created(ticket_id: str, since: float) -> Counter[str]:
-    client = docker.from_env()
-    try:
-        events = client.events(
-            since=int(since) - 1,
-            until=int(time.time()) + 1,
-            decode=True,
-            filters={
-                "type": "container",
-                "event": "create",
-                "label": f"{TICKET_LABEL}={ticket_id}",
-            },
-        )
-        return Counter(e["Actor"]["Attributes"][STEP_LABEL] for e in events)
-    finally:
-        client.close()
-
-
-def _containers_left(ticket_id: str) -> list[str]:
-    client = docker.from_env()
-    try:
-        found = client.containers.list(all=True, filters={"label": f"{TICKET_LABEL}={ticket_id}"})
-        return [c.name for c in found]
-    finally:
-        client.close()
 
 
 async def _code_runs(hatchet: Hatchet, ticket_id: str) -> dict[str, str]:
@@ -138,7 +108,7 @@ async def test_sigkilled_sandbox_worker_fails_over_to_the_other_one(
 
     # The slow script is running in its container: find the worker that runs it.
     async def slow_run_started() -> str | None:
-        if sum(_containers_created(ticket.ticket_id, started).values()) < 2:
+        if sum(containers_created(ticket.ticket_id, started).values()) < 2:
             return None
         return (await _code_runs(hatchet, ticket.ticket_id)).get("Slow check")
 
@@ -158,7 +128,7 @@ async def test_sigkilled_sandbox_worker_fails_over_to_the_other_one(
     assert len(fake_claude.requests_for(ticket.ticket_id)) == 3
     # The finished fast step ran in one container; only the interrupted slow
     # step ran again, once, on the surviving sandbox worker.
-    created = _containers_created(ticket.ticket_id, started)
+    created = containers_created(ticket.ticket_id, started)
     assert sorted(created.values()) == [1, 2], created
     runs = await _code_runs(hatchet, ticket.ticket_id)
     slow_assigned = await eventually(
@@ -167,10 +137,7 @@ async def test_sigkilled_sandbox_worker_fails_over_to_the_other_one(
     assert slow_assigned[-1] == ids[survivor]
     for task_id in runs.values():  # never on the worker without a sandbox
         assert ids[names[2]] not in await _assigned_workers(hatchet, task_id)
-    deadline = time.monotonic() + 30
-    while _containers_left(ticket.ticket_id):
-        assert time.monotonic() < deadline, _containers_left(ticket.ticket_id)
-        await asyncio.sleep(0.5)
+    await no_containers_left(ticket.ticket_id, within=30)
     for name in (survivor, names[2]):
         assert workers[name].process.poll() is None, workers[name].log()[-2000:]
 
