@@ -18,7 +18,7 @@ help:
 	@echo "make bench   run the benchmarks"
 	@echo "make setup   only set up (venv, Docker, Postgres, engine build, sandbox image)"
 	@echo "make engine / make engine-stop / make worker   run the pieces by hand"
-	@echo "make lint    ruff and mypy --strict"
+	@echo "make lint    ruff and mypy --strict (packages, tests, benchmarks)"
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)

@@ -38,7 +38,7 @@ from tests.fake_anthropic import FakeAnthropic, FakeResponse, message, tool_use
 from tests.namespaces import new_namespace
 from workflows.client import submit_ticket
 from workflows.engine import connect
-from workflows.models import TicketOutcome
+from workflows.models import TicketOutcome, TicketStatus
 from workflows.settings import Settings
 from workflows.support import build_support_workflow
 
@@ -57,7 +57,7 @@ def declare_noop(hatchet: Hatchet) -> tuple[Any, Any]:
         # Wall-clock timing inside a durable task is non-deterministic; it is
         # only reported here, and this task is never replayed.
         times = []
-        for _ in range(CHAIN_LENGTH):
+        for _step in range(CHAIN_LENGTH):
             started = time.perf_counter()
             await bench_noop.aio_run()
             times.append(time.perf_counter() - started)
@@ -146,7 +146,7 @@ async def measure(namespace: str) -> dict[str, float]:
     for _ in range(repeats):
         for steps in (1, 6):
             seconds, outcome, run_id = await _timed_run(hatchet, workflow, steps, settings)
-            assert outcome.status == "resolved" and outcome.scripts_run == steps, outcome
+            assert outcome.status == TicketStatus.RESOLVED and outcome.scripts_run == steps, outcome
             walls[steps].append(seconds)
             orchestration[steps].append(seconds - await children_work(hatchet, run_id, steps))
 

@@ -51,7 +51,7 @@ from tests.webhooks import TimedReceiver, new_secret
 from workflows.client import push_reply, submit_ticket
 from workflows.deps import open_evidence_store
 from workflows.engine import connect, split_password
-from workflows.models import TicketOutcome
+from workflows.models import TicketOutcome, TicketStatus
 from workflows.settings import Settings
 from workflows.support import SupportWorkflow, build_support_workflow
 
@@ -213,7 +213,7 @@ async def parking(parked: int) -> dict[str, Any]:
             outcomes: list[TicketOutcome] = await asyncio.wait_for(
                 asyncio.gather(*(r.aio_result() for r in refs)), timeout=300
             )
-            resolved = sum(o.status == "resolved" for o in outcomes)
+            resolved = sum(o.status == TicketStatus.RESOLVED for o in outcomes)
             return {
                 "parked": parked,
                 "park_seconds": park_seconds,
@@ -295,7 +295,9 @@ async def burst(
     outcomes: list[TicketOutcome] = await asyncio.wait_for(
         asyncio.gather(*(r.aio_result() for r in refs)), timeout=300
     )
-    lost = [o.ticket_id for o in outcomes if o.status != "resolved" or len(o.replies) != 1]
+    lost = [
+        o.ticket_id for o in outcomes if o.status != TicketStatus.RESOLVED or len(o.replies) != 1
+    ]
     if lost:
         raise AssertionError(f"tickets not resolved with one reply: {lost}")
     first: dict[str, float] = {}

@@ -29,6 +29,7 @@ from sandbox.containers import Runtime, resolve_runtime
 from tests.fake_anthropic import FakeAnthropic
 from tests.namespaces import new_namespace
 from workflows.engine import connect
+from workflows.models import TicketStatus
 from workflows.settings import Settings
 from workflows.support import build_support_workflow
 
@@ -67,7 +68,9 @@ async def code_steps(namespace: str, tickets: int, *, warm_up: bool = True) -> f
         *(timed_ticket(hatchet, workflow, STEPS, settings) for _ in range(tickets))
     )
     elapsed = time.perf_counter() - started
-    assert all(o.status == "resolved" and o.scripts_run == STEPS for _, o in results), results
+    assert all(o.status == TicketStatus.RESOLVED and o.scripts_run == STEPS for _, o in results), (
+        results
+    )
     return tickets * STEPS / elapsed
 
 

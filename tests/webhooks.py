@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from standardwebhooks import Webhook
 
@@ -127,7 +127,7 @@ class Receiver:
             events = list(self.events.values())
         return [e for e in events if e["data"].get("ticket_id") == ticket_id]
 
-    def __enter__(self) -> Receiver:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -26,6 +26,7 @@ class SigningAuth(requests.auth.AuthBase):
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         body = request.body or b""
         raw = body.encode() if isinstance(body, str) else body
+        assert isinstance(raw, bytes), "a streamed body cannot be signed"  # never sent here
         request.headers.update(signed_headers(API_SECRET, raw))
         return request
 

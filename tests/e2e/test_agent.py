@@ -21,6 +21,7 @@ from tests.fake_anthropic import FakeAnthropic, delay, error, message, text, too
 from tests.helpers import containers_created, no_containers_left
 from workflows.client import push_reply, submit_ticket, wait_for_reply_sent
 from workflows.engine import connect
+from workflows.models import TicketStatus
 from workflows.settings import Settings
 from workflows.support import SupportWorkflow, build_support_workflow
 
@@ -93,7 +94,7 @@ async def test_multi_step_diagnosis_over_two_rounds_resolves(
     )
     outcome = await asyncio.wait_for(ref.aio_result(), timeout=120)
 
-    assert outcome.status == "resolved"
+    assert outcome.status == TicketStatus.RESOLVED
     assert (outcome.rounds, outcome.scripts_run) == (2, 4)
     assert outcome.replies == ["Your DB pool is exhausted.", "Raise the pool to 50."]
     assert outcome.customer_replies == ["Still failing after a restart."]
@@ -145,7 +146,7 @@ async def test_no_reply_escalates_with_the_full_packet(
     )
     outcome = await asyncio.wait_for(ref.aio_result(), timeout=120)
 
-    assert outcome.status == "escalated"
+    assert outcome.status == TicketStatus.ESCALATED
     packet = outcome.escalation
     assert packet is not None
     assert packet.reason == "no reply from the customer within 3 s"
@@ -176,7 +177,7 @@ async def test_exhausted_budget_escalates_and_bad_tool_calls_go_back_to_claude(
     )
     outcome = await asyncio.wait_for(ref.aio_result(), timeout=120)
 
-    assert outcome.status == "escalated"
+    assert outcome.status == TicketStatus.ESCALATED
     assert outcome.escalation_reason == "step budget exhausted (2 of 2 model turns)"
     assert fake_claude.pending(ticket.ticket_id) == 1  # the third turn was never asked for
     invalid = _tool_results(fake_claude.requests_for(ticket.ticket_id)[1].body)[bad["id"]]
@@ -203,7 +204,7 @@ async def test_api_errors_retry_through_hatchet_then_escalate(
     ok, failed = await asyncio.wait_for(asyncio.gather(*(r.aio_result() for r in refs)), 180)
 
     assert (ok.status, ok.replies) == ("resolved", ["All good."])
-    assert failed.status == "escalated"
+    assert failed.status == TicketStatus.ESCALATED
     assert failed.escalation_reason is not None
     assert failed.escalation_reason.startswith("the model call failed")
     assert "529" in failed.escalation_reason
@@ -222,7 +223,7 @@ async def test_reply_pushed_before_the_wait_is_seen(
     )
     outcome = await asyncio.wait_for(ref.aio_result(), timeout=120)
 
-    assert outcome.status == "resolved"
+    assert outcome.status == TicketStatus.RESOLVED
     assert outcome.rounds == 2 and outcome.customer_replies == ["Thanks, works now"]
     assert outcome.planner == "offline-planner"
     assert outcome.scripts_run == 2
@@ -282,7 +283,7 @@ async def test_sigkill_during_a_code_run_repeats_no_finished_step(
     second = start_worker()
     outcome = await asyncio.wait_for(ref.aio_result(), timeout=180)
 
-    assert outcome.status == "resolved" and outcome.scripts_run == 2
+    assert outcome.status == TicketStatus.RESOLVED and outcome.scripts_run == 2
     # Every model turn was asked for exactly once: none was repeated by the replay.
     assert len(fake_claude.requests_for(ticket.ticket_id)) == 3
     # The finished fast step ran in one container; only the interrupted slow
@@ -313,7 +314,7 @@ async def test_sigkill_during_a_model_turn_repeats_no_finished_step(
     start_worker()
     outcome = await asyncio.wait_for(ref.aio_result(), timeout=180)
 
-    assert outcome.status == "resolved" and outcome.replies == ["Done."]
+    assert outcome.status == TicketStatus.RESOLVED and outcome.replies == ["Done."]
     requests = fake_claude.requests_for(ticket.ticket_id)
     # Turn 1 once; the interrupted turn 2 asked again with the identical transcript.
     assert len(requests) == 3
@@ -338,4 +339,4 @@ async def test_a_new_run_for_the_same_ticket_cancels_the_stale_one(
         hatchet, CustomerReply(ticket_id=ticket.ticket_id, message="ok", resolved=True)
     )
     outcome = await asyncio.wait_for(fresh.aio_result(), timeout=120)
-    assert outcome.status == "resolved"
+    assert outcome.status == TicketStatus.RESOLVED

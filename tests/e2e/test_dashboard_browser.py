@@ -41,7 +41,7 @@ from workflows.deps import open_evidence_store
 from workflows.engine import EngineInfo
 from workflows.settings import SOURCE_ROOT, Settings
 from workflows.support import SupportWorkflow
-from workflows.transcript import fetch_transcript
+from workflows.transcript import ScriptEntry, fetch_transcript
 
 pytestmark = [pytest.mark.e2e]
 CHROMIUM = "/usr/bin/chromium"
@@ -138,7 +138,7 @@ async def test_a_reviewer_reads_a_script_and_its_output_in_the_browser(
     outcome = await asyncio.wait_for(ref.aio_result(), timeout=120)
     assert outcome.scripts_run >= 1
 
-    async def finished_script() -> object:
+    async def finished_script() -> ScriptEntry | None:
         scripts = (await fetch_transcript(hatchet, ref.workflow_run_id)).scripts
         return next((s for s in scripts if s.status == "COMPLETED" and s.stdout), None)
 

@@ -33,7 +33,7 @@ from tests.helpers import (
 from tests.netproxy import BlipProxy
 from workflows.client import push_reply, submit_ticket, wait_for_reply_sent
 from workflows.engine import EngineInfo, connect, running_engine
-from workflows.models import TicketOutcome
+from workflows.models import TicketOutcome, TicketStatus
 from workflows.settings import Settings
 from workflows.support import SupportWorkflow, build_support_workflow
 from workflows.transcript import fetch_transcript
@@ -53,11 +53,16 @@ def _namespace(prefix: str) -> str:
     return f"{prefix}{new_ticket_id('').strip('-').lower()}"
 
 
+def _task_part(workflow_name: str | None) -> str:
+    assert workflow_name is not None  # every task run has one
+    return workflow_name.rsplit("_", 1)[-1]
+
+
 async def _children(hatchet: Hatchet, ticket_id: str) -> Counter[str]:
     rows = (
         await hatchet.runs.aio_list(additional_metadata={"ticket_id": ticket_id}, only_tasks=True)
     ).rows
-    names = Counter(row.workflow_name.rsplit("_", 1)[-1] for row in rows)
+    names = Counter(_task_part(row.workflow_name) for row in rows)
     del names["support-ticket"]
     return names
 
@@ -160,7 +165,7 @@ async def test_engine_restart_during_a_code_run_finishes_the_ticket(
     restart_engine()
     outcome = await asyncio.wait_for(ref.aio_result(), timeout=180)
 
-    assert outcome.status == "resolved" and outcome.scripts_run == 1
+    assert outcome.status == TicketStatus.RESOLVED and outcome.scripts_run == 1
     scripts = (await fetch_transcript(hatchet, ref.workflow_run_id)).scripts
     assert [s.stdout.strip() for s in scripts] == ["slow step done"]
     # Each model turn was asked for once, and the code ran in one container:

@@ -27,6 +27,7 @@ from tests.e2e.conftest import WorkerProcess
 from tests.e2e.test_cli import cli
 from workflows.client import ingest_evidence, submit_ticket
 from workflows.deps import open_evidence_store
+from workflows.models import TicketStatus
 from workflows.settings import Settings
 from workflows.support import SupportWorkflow
 from workflows.transcript import fetch_transcript
@@ -159,7 +160,7 @@ async def test_a_ticket_whose_evidence_is_gone_fails_its_code_runs_with_the_reas
     store.delete(stored.attachments[0].sha256)  # as the sweep would after the retention
     ref = await submit_ticket(hatchet, support, ticket, settings, reply_timeout_seconds=2)
     outcome = await asyncio.wait_for(ref.aio_result(), timeout=180)
-    assert outcome.status == "escalated"
+    assert outcome.status == TicketStatus.ESCALATED
     transcript = await fetch_transcript(hatchet, ref.workflow_run_id)
     (script,) = transcript.scripts
     assert script.error is not None and f"evidence of ticket {ticket_id} is gone" in script.error

@@ -22,6 +22,7 @@ from tests.fake_anthropic import FakeAnthropic, message, tool_use
 from tests.helpers import containers_created, no_containers_left
 from workflows.client import submit_ticket
 from workflows.engine import connect
+from workflows.models import TicketStatus
 from workflows.settings import Settings
 from workflows.support import build_support_workflow
 
@@ -123,7 +124,7 @@ async def test_sigkilled_sandbox_worker_fails_over_to_the_other_one(
 
     outcome = await asyncio.wait_for(ref.aio_result(), timeout=180)
 
-    assert outcome.status == "resolved" and outcome.scripts_run == 2
+    assert outcome.status == TicketStatus.RESOLVED and outcome.scripts_run == 2
     # Every model turn was asked for once: the replay repeated none.
     assert len(fake_claude.requests_for(ticket.ticket_id)) == 3
     # The finished fast step ran in one container; only the interrupted slow

@@ -14,6 +14,7 @@ from tests.conftest import eventually, make_ticket, new_ticket_id
 from tests.e2e.conftest import SpawnWorker
 from workflows.client import push_reply, submit_ticket, wait_for_reply_sent
 from workflows.engine import connect
+from workflows.models import TicketStatus
 from workflows.names import REPLY_EVENT
 from workflows.settings import Settings
 from workflows.support import SupportWorkflow, build_support_workflow
@@ -30,13 +31,18 @@ def _ticket(ticket_id: str) -> Ticket:
     return make_ticket(ticket_id, email="ops@example.com")
 
 
+def _task_part(workflow_name: str | None) -> str:
+    assert workflow_name is not None  # every task run has one
+    return workflow_name.rsplit("_", 1)[-1]
+
+
 async def child_task_names(hatchet: Hatchet, ticket_id: str) -> Counter[str]:
     """How many times each child task ran for a ticket (children inherit its metadata)."""
     rows = (
         await hatchet.runs.aio_list(additional_metadata={"ticket_id": ticket_id}, only_tasks=True)
     ).rows
     # Namespaced names look like "<namespace>_triage-ticket"; keep the task part.
-    names = Counter(row.workflow_name.rsplit("_", 1)[-1] for row in rows)
+    names = Counter(_task_part(row.workflow_name) for row in rows)
     del names["support-ticket"]
     return names
 
@@ -52,7 +58,7 @@ async def test_reply_pushed_right_after_start_resolves(
     )
     outcome = await asyncio.wait_for(ref.aio_result(), timeout=90)
 
-    assert outcome.status == "resolved"
+    assert outcome.status == TicketStatus.RESOLVED
     assert outcome.customer_reply == "works now"
     assert (outcome.triage_category, outcome.triage_priority) == ("data", "medium")
     assert "attach" in outcome.initial_reply  # no evidence yet: the agent asks for it
@@ -69,7 +75,7 @@ async def test_no_reply_escalates_after_the_timeout(
     ref = await submit_ticket(hatchet, support, ticket, SETTINGS, reply_timeout_seconds=3)
     outcome = await asyncio.wait_for(ref.aio_result(), timeout=90)
 
-    assert outcome.status == "escalated"
+    assert outcome.status == TicketStatus.ESCALATED
     assert time.monotonic() - started >= 3
     assert outcome.customer_reply is None
     assert outcome.escalation_reason == "no reply from the customer within 3 s"
@@ -159,7 +165,11 @@ async def test_malformed_replies_are_recorded_and_the_ticket_keeps_waiting(
     ticket = _ticket(new_ticket_id("M"))
     ref = await submit_ticket(hatchet, support, ticket, SETTINGS, reply_timeout_seconds=60)
     await wait_for_reply_sent(hatchet, ticket.ticket_id, within=60)
-    bad_replies = ({"ticket_id": ticket.ticket_id}, {"message": "   "}, {"message": 42})
+    bad_replies: tuple[dict[str, object], ...] = (
+        {"ticket_id": ticket.ticket_id},
+        {"message": "   "},
+        {"message": 42},
+    )
     for count, bad in enumerate(bad_replies, 1):
         await hatchet.event.aio_push(REPLY_EVENT, bad, scope=ticket.ticket_id)
 

@@ -21,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from evidence import (
     EvidenceCorruptError,
@@ -139,8 +140,8 @@ def settings_for(endpoint: str, bucket: str = "evidence") -> Settings:
             s3_prefix="tickets/",
             s3_endpoint_url=endpoint,
             s3_region="us-east-1",
-            s3_access_key_id=ACCESS_KEY,
-            s3_secret_access_key=SECRET_KEY,
+            s3_access_key_id=SecretStr(ACCESS_KEY),
+            s3_secret_access_key=SecretStr(SECRET_KEY),
         )
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import TypedDict, Unpack
 
 import pytest
 
@@ -21,7 +22,7 @@ from sandbox import (
     InvalidInputError,
     Sandbox,
 )
-from tests.integration.conftest import RUNTIMES, small_sandbox_config
+from tests.integration.conftest import RUNTIMES, RequestFactory, small_sandbox_config
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +62,17 @@ def sandbox(request: pytest.FixtureRequest) -> Sandbox:
     return fake
 
 
-async def run(sandbox: Sandbox, make_request, program: str, **kwargs: object) -> ExecutionResult:
+class _RequestOptions(TypedDict, total=False):
+    """What ``run`` passes on to ``make_request`` besides the code and step id."""
+
+    language: str
+    files: list[InputFile] | None
+    timeout: float | None
+
+
+async def run(
+    sandbox: Sandbox, make_request: RequestFactory, program: str, **kwargs: Unpack[_RequestOptions]
+) -> ExecutionResult:
     code, _ = PROGRAMS[program]
     return await sandbox.run(make_request(code, step_id=program, **kwargs))
 
@@ -70,7 +81,7 @@ async def test_is_a_sandbox(sandbox: Sandbox) -> None:
     assert isinstance(sandbox, Sandbox)
 
 
-async def test_stdout_and_result_shape(sandbox: Sandbox, make_request) -> None:
+async def test_stdout_and_result_shape(sandbox: Sandbox, make_request: RequestFactory) -> None:
     result = await run(sandbox, make_request, "hello")
     assert result.exit_code == 0
     assert result.stdout == "hello\n"
@@ -84,14 +95,18 @@ async def test_stdout_and_result_shape(sandbox: Sandbox, make_request) -> None:
     assert ExecutionResult.model_validate_json(result.model_dump_json()) == result
 
 
-async def test_exit_code_and_stderr_pass_through(sandbox: Sandbox, make_request) -> None:
+async def test_exit_code_and_stderr_pass_through(
+    sandbox: Sandbox, make_request: RequestFactory
+) -> None:
     result = await run(sandbox, make_request, "exit3")
     assert result.exit_code == 3
     assert result.stderr == "bye\n"
     assert "exit code 3" in result.summary()
 
 
-async def test_truncation_keeps_head_and_tail_with_a_note(sandbox: Sandbox, make_request) -> None:
+async def test_truncation_keeps_head_and_tail_with_a_note(
+    sandbox: Sandbox, make_request: RequestFactory
+) -> None:
     result = await run(sandbox, make_request, "flood")
     dropped = 100001 - CONFIG.stdout_limit_bytes
     assert result.stdout_truncated_bytes == dropped
@@ -100,7 +115,7 @@ async def test_truncation_keeps_head_and_tail_with_a_note(sandbox: Sandbox, make
     assert any("over the limit" in note for note in result.notes)
 
 
-async def test_output_files_are_listed(sandbox: Sandbox, make_request) -> None:
+async def test_output_files_are_listed(sandbox: Sandbox, make_request: RequestFactory) -> None:
     result = await run(sandbox, make_request, "files")
     files = {f.name: f for f in result.output_files}
     assert sorted(files) == ["a.txt", "b.bin"]
@@ -109,13 +124,15 @@ async def test_output_files_are_listed(sandbox: Sandbox, make_request) -> None:
     assert not any(f.truncated for f in files.values())
 
 
-async def test_invalid_utf8_is_replaced_and_flagged(sandbox: Sandbox, make_request) -> None:
+async def test_invalid_utf8_is_replaced_and_flagged(
+    sandbox: Sandbox, make_request: RequestFactory
+) -> None:
     result = await run(sandbox, make_request, "binary")
     assert result.stdout == "bad \ufffd byte"
     assert result.stdout_invalid_utf8
 
 
-async def test_timeout(sandbox: Sandbox, make_request) -> None:
+async def test_timeout(sandbox: Sandbox, make_request: RequestFactory) -> None:
     result = await run(sandbox, make_request, "spin", timeout=1)
     assert result.timed_out is True
     assert result.exit_code is None
@@ -123,12 +140,16 @@ async def test_timeout(sandbox: Sandbox, make_request) -> None:
 
 
 @pytest.mark.parametrize("name", ["../x", "/abs", "", "a\x00b", "dir//file", "dir/../x"])
-async def test_hostile_names_are_rejected(sandbox: Sandbox, make_request, name: str) -> None:
+async def test_hostile_names_are_rejected(
+    sandbox: Sandbox, make_request: RequestFactory, name: str
+) -> None:
     with pytest.raises(InvalidInputError):
         await sandbox.run(make_request("print(1)", files=[InputFile(name=name, data=b"")]))
 
 
-async def test_same_ids_give_the_same_container_name(sandbox: Sandbox, make_request) -> None:
+async def test_same_ids_give_the_same_container_name(
+    sandbox: Sandbox, make_request: RequestFactory
+) -> None:
     first = await run(sandbox, make_request, "hello")
     second = await run(sandbox, make_request, "hello")
     assert first.container_name == second.container_name

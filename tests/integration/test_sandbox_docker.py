@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
+import docker
 import pytest
 
-from sandbox import DockerSandbox, InputFile, SandboxError
+from sandbox import DockerSandbox, InputFile, SandboxConfig, SandboxError
 from sandbox.containers import remove_container
-from tests.integration.conftest import require_runtime, small_sandbox_config
+from tests.integration.conftest import RequestFactory, require_runtime, small_sandbox_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
-async def test_concurrent_runs_do_not_mix(docker_sandbox, make_request, assert_cleaned_up) -> None:
+async def test_concurrent_runs_do_not_mix(
+    docker_sandbox: DockerSandbox,
+    make_request: RequestFactory,
+    assert_cleaned_up: Callable[..., None],
+) -> None:
     code = "print(open('/work/input/n').read() * 2)"
     requests = [
         make_request(code, step_id=f"s{i}", files=[InputFile(name="n", data=str(i).encode())])
@@ -26,7 +32,9 @@ async def test_concurrent_runs_do_not_mix(docker_sandbox, make_request, assert_c
 
 
 async def test_bash_with_attachments_and_nested_output(
-    docker_sandbox, make_request, assert_cleaned_up
+    docker_sandbox: DockerSandbox,
+    make_request: RequestFactory,
+    assert_cleaned_up: Callable[..., None],
 ) -> None:
     # ls -l and stat: coreutils' statx calls (see setup/sandbox-compat).
     script = (
@@ -46,7 +54,10 @@ async def test_bash_with_attachments_and_nested_output(
 
 
 async def test_cancelling_a_run_destroys_its_container(
-    docker_sandbox, make_request, leftovers, assert_cleaned_up
+    docker_sandbox: DockerSandbox,
+    make_request: RequestFactory,
+    leftovers: Callable[[], list[str]],
+    assert_cleaned_up: Callable[..., None],
 ) -> None:
     task = asyncio.create_task(docker_sandbox.run(make_request("while True: pass", timeout=15)))
     for _ in range(100):
@@ -63,7 +74,10 @@ async def test_cancelling_a_run_destroys_its_container(
 
 
 async def test_missing_image_is_a_clear_sandbox_error(
-    docker_client, make_sandbox_config, make_request, leftovers
+    docker_client: docker.DockerClient,
+    make_sandbox_config: Callable[..., SandboxConfig],
+    make_request: RequestFactory,
+    leftovers: Callable[[], list[str]],
 ) -> None:
     sandbox = DockerSandbox(
         make_sandbox_config(image="support-agent-sandbox:no-such-tag"), client=docker_client
@@ -75,7 +89,10 @@ async def test_missing_image_is_a_clear_sandbox_error(
 
 
 async def test_a_dead_pool_container_falls_back_to_a_fresh_one(
-    docker_client, pooled_sandbox, make_request, assert_cleaned_up
+    docker_client: docker.DockerClient,
+    pooled_sandbox: DockerSandbox,
+    make_request: RequestFactory,
+    assert_cleaned_up: Callable[..., None],
 ) -> None:
     # Somebody (a reaper elsewhere, an operator) removed it behind our back.
     for pooled in list(pooled_sandbox.pool._ready):
@@ -86,7 +103,10 @@ async def test_a_dead_pool_container_falls_back_to_a_fresh_one(
 
 
 async def test_the_result_names_the_runtime_and_its_kernel(
-    docker_sandbox, runtime, make_request, assert_cleaned_up
+    docker_sandbox: DockerSandbox,
+    runtime: str,
+    make_request: RequestFactory,
+    assert_cleaned_up: Callable[..., None],
 ) -> None:
     result = await docker_sandbox.run(make_request("import os; print(os.uname().release)"))
     assert result.runtime == runtime
@@ -97,7 +117,9 @@ async def test_the_result_names_the_runtime_and_its_kernel(
 
 
 async def test_by_default_gvisor_runs_the_code_where_registered(
-    docker_client, make_request, assert_cleaned_up
+    docker_client: docker.DockerClient,
+    make_request: RequestFactory,
+    assert_cleaned_up: Callable[..., None],
 ) -> None:
     registered = docker_client.info()["Runtimes"]
     # Under CI=true set-up has registered gVisor: without it this is a failure.

@@ -25,6 +25,7 @@ import docker
 import pytest
 
 from sandbox import (
+    DockerSandbox,
     InputFile,
     InvalidInputError,
     SandboxConfig,
@@ -32,6 +33,7 @@ from sandbox import (
 )
 from sandbox import containers as sandbox_containers
 from sandbox.naming import Labels, container_name
+from tests.integration.conftest import RequestFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -40,7 +42,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 Cleanup = Callable[..., None]
 
 
-async def test_no_network(docker_sandbox, make_request, assert_cleaned_up) -> None:
+async def test_no_network(
+    docker_sandbox: DockerSandbox, make_request: RequestFactory, assert_cleaned_up: Cleanup
+) -> None:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
@@ -75,7 +79,10 @@ async def test_no_network(docker_sandbox, make_request, assert_cleaned_up) -> No
 
 
 async def test_fork_bomb_is_capped(
-    docker_sandbox, sandbox_config, make_request, assert_cleaned_up
+    docker_sandbox: DockerSandbox,
+    sandbox_config: SandboxConfig,
+    make_request: RequestFactory,
+    assert_cleaned_up: Cleanup,
 ) -> None:
     code = textwrap.dedent(
         """
@@ -101,7 +108,9 @@ async def test_fork_bomb_is_capped(
     assert_cleaned_up()
 
 
-async def test_bash_fork_bomb_is_killed(docker_sandbox, make_request, assert_cleaned_up) -> None:
+async def test_bash_fork_bomb_is_killed(
+    docker_sandbox: DockerSandbox, make_request: RequestFactory, assert_cleaned_up: Cleanup
+) -> None:
     # The script returns at once and leaves the bomb running in the background.
     result = await docker_sandbox.run(
         make_request("bomb() { bomb | bomb & }; bomb; echo survived", language="bash", timeout=5)
@@ -111,7 +120,9 @@ async def test_bash_fork_bomb_is_killed(docker_sandbox, make_request, assert_cle
     assert_cleaned_up()
 
 
-async def test_memory_bomb_is_oom_killed(docker_sandbox, make_request, assert_cleaned_up) -> None:
+async def test_memory_bomb_is_oom_killed(
+    docker_sandbox: DockerSandbox, make_request: RequestFactory, assert_cleaned_up: Cleanup
+) -> None:
     code = (
         "print('allocating', flush=True)\nblocks = []\n"
         "while True:\n    blocks.append(bytearray(8 * 1024 * 1024))\n"
@@ -125,7 +136,10 @@ async def test_memory_bomb_is_oom_killed(docker_sandbox, make_request, assert_cl
 
 
 async def test_disk_fill_hits_tmpfs_limits(
-    docker_sandbox, sandbox_config, make_request, assert_cleaned_up
+    docker_sandbox: DockerSandbox,
+    sandbox_config: SandboxConfig,
+    make_request: RequestFactory,
+    assert_cleaned_up: Cleanup,
 ) -> None:
     code = textwrap.dedent(
         """
@@ -157,7 +171,10 @@ async def test_disk_fill_hits_tmpfs_limits(
 
 
 async def test_stdout_flood_is_capped(
-    docker_sandbox, sandbox_config, make_request, assert_cleaned_up
+    docker_sandbox: DockerSandbox,
+    sandbox_config: SandboxConfig,
+    make_request: RequestFactory,
+    assert_cleaned_up: Cleanup,
 ) -> None:
     code = textwrap.dedent(
         """
@@ -182,7 +199,9 @@ async def test_stdout_flood_is_capped(
     assert_cleaned_up()
 
 
-async def test_infinite_loop_times_out(docker_sandbox, make_request, assert_cleaned_up) -> None:
+async def test_infinite_loop_times_out(
+    docker_sandbox: DockerSandbox, make_request: RequestFactory, assert_cleaned_up: Cleanup
+) -> None:
     result = await docker_sandbox.run(
         make_request("print('spinning', flush=True)\nwhile True: pass", timeout=2)
     )
@@ -194,7 +213,7 @@ async def test_infinite_loop_times_out(docker_sandbox, make_request, assert_clea
 
 
 async def test_sigterm_ignoring_processes_are_killed(
-    docker_sandbox, make_request, assert_cleaned_up
+    docker_sandbox: DockerSandbox, make_request: RequestFactory, assert_cleaned_up: Cleanup
 ) -> None:
     code = textwrap.dedent(
         """
@@ -214,7 +233,10 @@ async def test_sigterm_ignoring_processes_are_killed(
 
 
 async def test_host_environment_and_secrets_are_invisible(
-    docker_sandbox, runtime, make_request, assert_cleaned_up
+    docker_sandbox: DockerSandbox,
+    runtime: str,
+    make_request: RequestFactory,
+    assert_cleaned_up: Cleanup,
 ) -> None:
     secret = f"s3cr3t-{uuid.uuid4().hex}"
     os.environ["SUPPORT_AGENT_TEST_SECRET"] = secret
@@ -262,7 +284,9 @@ async def test_host_environment_and_secrets_are_invisible(
     assert_cleaned_up()
 
 
-async def test_attachments_are_read_only(docker_sandbox, make_request, assert_cleaned_up) -> None:
+async def test_attachments_are_read_only(
+    docker_sandbox: DockerSandbox, make_request: RequestFactory, assert_cleaned_up: Cleanup
+) -> None:
     code = textwrap.dedent(
         """
         import json, os, stat
@@ -301,7 +325,10 @@ async def test_attachments_are_read_only(docker_sandbox, make_request, assert_cl
 
 
 async def test_privilege_tricks_fail(
-    docker_sandbox, runtime, make_request, assert_cleaned_up
+    docker_sandbox: DockerSandbox,
+    runtime: str,
+    make_request: RequestFactory,
+    assert_cleaned_up: Cleanup,
 ) -> None:
     code = textwrap.dedent(
         """
@@ -363,7 +390,9 @@ async def test_privilege_tricks_fail(
     assert_cleaned_up()
 
 
-async def test_host_information_is_masked(docker_sandbox, make_request, assert_cleaned_up) -> None:
+async def test_host_information_is_masked(
+    docker_sandbox: DockerSandbox, make_request: RequestFactory, assert_cleaned_up: Cleanup
+) -> None:
     # Docker's default masked paths; each must be absent, empty or unreadable.
     masked = [
         "/proc/kcore",
@@ -408,7 +437,10 @@ async def test_host_information_is_masked(docker_sandbox, make_request, assert_c
 
 
 async def test_very_many_output_files_are_capped(
-    docker_sandbox, sandbox_config, make_request, assert_cleaned_up
+    docker_sandbox: DockerSandbox,
+    sandbox_config: SandboxConfig,
+    make_request: RequestFactory,
+    assert_cleaned_up: Cleanup,
 ) -> None:
     code = textwrap.dedent(
         """
@@ -438,7 +470,7 @@ async def test_very_many_output_files_are_capped(
 
 
 async def test_binary_and_invalid_utf8_output(
-    docker_sandbox, make_request, assert_cleaned_up
+    docker_sandbox: DockerSandbox, make_request: RequestFactory, assert_cleaned_up: Cleanup
 ) -> None:
     code = textwrap.dedent(
         """
@@ -481,7 +513,10 @@ async def test_binary_and_invalid_utf8_output(
     ],
 )
 async def test_hostile_attachment_names_are_rejected(
-    docker_sandbox, make_request, leftovers, name
+    docker_sandbox: DockerSandbox,
+    make_request: RequestFactory,
+    leftovers: Callable[[], list[str]],
+    name: str,
 ) -> None:
     with pytest.raises(InvalidInputError):
         await docker_sandbox.run(make_request("print(1)", files=[InputFile(name=name, data=b"x")]))
@@ -489,7 +524,7 @@ async def test_hostile_attachment_names_are_rejected(
 
 
 async def test_duplicate_attachment_names_are_rejected(
-    docker_sandbox, make_request, leftovers
+    docker_sandbox: DockerSandbox, make_request: RequestFactory, leftovers: Callable[[], list[str]]
 ) -> None:
     files = [
         InputFile(name="caf\u00e9.txt", data=b"1"),
@@ -500,7 +535,9 @@ async def test_duplicate_attachment_names_are_rejected(
     assert leftovers() == []
 
 
-async def test_warm_pool_execution(pooled_sandbox, make_request, assert_cleaned_up) -> None:
+async def test_warm_pool_execution(
+    pooled_sandbox: DockerSandbox, make_request: RequestFactory, assert_cleaned_up: Cleanup
+) -> None:
     result = await pooled_sandbox.run(
         make_request(
             "print(open('/work/input/in.txt').read())\n"
@@ -519,7 +556,12 @@ async def test_warm_pool_execution(pooled_sandbox, make_request, assert_cleaned_
 
 
 async def test_retry_removes_the_earlier_attempts_leftover(
-    docker_client, docker_sandbox, sandbox_config, make_request, ticket_id, assert_cleaned_up
+    docker_client: docker.DockerClient,
+    docker_sandbox: DockerSandbox,
+    sandbox_config: SandboxConfig,
+    make_request: RequestFactory,
+    ticket_id: str,
+    assert_cleaned_up: Cleanup,
 ) -> None:
     request = make_request("print('second attempt')")
     name = container_name(request.ticket_id, request.run_id, request.step_id)
@@ -544,7 +586,10 @@ async def test_retry_removes_the_earlier_attempts_leftover(
 
 
 async def test_reaper_removes_expired_containers(
-    docker_client, sandbox_config, ticket_id, leftovers
+    docker_client: docker.DockerClient,
+    sandbox_config: SandboxConfig,
+    ticket_id: str,
+    leftovers: Callable[[], list[str]],
 ) -> None:
     labels = Labels(sandbox_config.label_prefix)
 
@@ -585,7 +630,10 @@ asyncio.run(DockerSandbox(config).run(request))
 
 
 async def test_sigkill_of_the_caller_leaves_nothing_running(
-    docker_client, make_sandbox_config, ticket_id, leftovers
+    docker_client: docker.DockerClient,
+    make_sandbox_config: Callable[..., SandboxConfig],
+    ticket_id: str,
+    leftovers: Callable[[], list[str]],
 ) -> None:
     config: SandboxConfig = make_sandbox_config(kill_grace_seconds=2, startup_grace_seconds=5)
     timeout = 3.0

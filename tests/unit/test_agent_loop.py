@@ -1,3 +1,5 @@
+from typing import Any
+
 from agent.budget import Budget, Spent, code_runs_left, exhausted
 from agent.llm import TurnResult, Usage
 from agent.loop import plan_turn
@@ -6,11 +8,11 @@ from agent.tools import ESCALATE, REPLY, RUN_CODE, parse_tool_call, tool_definit
 CODE = {"language": "python", "code": "print(1)", "purpose": "check"}
 
 
-def _turn(*blocks: dict) -> TurnResult:
+def _turn(*blocks: dict[str, Any]) -> TurnResult:
     return TurnResult(planner="test", content=list(blocks), stop_reason="tool_use", usage=Usage())
 
 
-def _use(name: str, args: object, call_id: str) -> dict:
+def _use(name: str, args: object, call_id: str) -> dict[str, Any]:
     return {"type": "tool_use", "id": call_id, "name": name, "input": args}
 
 
@@ -91,7 +93,7 @@ def test_turn_requests_serialise_identically_whatever_the_key_order() -> None:
     block = {"type": "tool_use", "id": "t", "name": RUN_CODE, "input": {"b": 1, "a": 2}}
     reordered = {"input": {"a": 2, "b": 1}, "name": RUN_CODE, "id": "t", "type": "tool_use"}
 
-    def request(content: dict) -> str:
+    def request(content: dict[str, Any]) -> str:
         return TurnRequest(
             ticket_id="T",
             customer="c",

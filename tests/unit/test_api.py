@@ -10,10 +10,11 @@ import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from api.app import create_app
 from tests.webhooks import multipart, new_secret, signed_headers
@@ -25,7 +26,9 @@ TICKET = {"customer_email": "dana@example.com", "subject": "Export broken", "bod
 
 @pytest.fixture
 def client(tmp_path: Path) -> TestClient:
-    settings = Settings(state_dir=tmp_path, api_secret=SECRET, api_max_body_bytes=64 * 1024)
+    settings = Settings(
+        state_dir=tmp_path, api_secret=SecretStr(SECRET), api_max_body_bytes=64 * 1024
+    )
     return TestClient(create_app(settings), raise_server_exceptions=False)
 
 
@@ -130,9 +133,15 @@ def post_multipart(
     return client.post("/v1/tickets", content=body, headers=headers)
 
 
-def small_limits(tmp_path: Path, **limits: int) -> TestClient:
+class _Limits(TypedDict, total=False):
+    max_file_bytes: int
+    max_ticket_bytes: int
+    max_files: int
+
+
+def small_limits(tmp_path: Path, **limits: Unpack[_Limits]) -> TestClient:
     evidence = EvidenceSettings(**limits)
-    settings = Settings(state_dir=tmp_path, api_secret=SECRET, evidence=evidence)
+    settings = Settings(state_dir=tmp_path, api_secret=SecretStr(SECRET), evidence=evidence)
     return TestClient(create_app(settings), raise_server_exceptions=False)
 
 
@@ -211,7 +220,7 @@ def test_the_api_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="SUPPORT_AGENT_API_SECRET is not set"):
         create_app(Settings(state_dir=tmp_path))
     with pytest.raises(ValueError, match="not a valid whsec_"):
-        create_app(Settings(state_dir=tmp_path, api_secret="whsec_***"))
+        create_app(Settings(state_dir=tmp_path, api_secret=SecretStr("whsec_***")))
     app = create_app(Settings(state_dir=tmp_path), insecure_no_auth=True)
     unsigned = TestClient(app, raise_server_exceptions=False).post("/v1/tickets", json=TICKET)
     assert unsigned.status_code == 503  # let in, and stopped only by the missing engine

@@ -7,7 +7,7 @@ needs a syntactically valid token to be constructed (nothing connects).
 from __future__ import annotations
 
 import pytest
-from hatchet_sdk import ClientConfig, Hatchet, NonRetryableException
+from hatchet_sdk import ClientConfig, ClientTLSConfig, Hatchet, NonRetryableException
 
 from agent.fake_llm import ScriptedLLM, tool_call
 from agent.llm import LLMError, TurnRequest
@@ -24,7 +24,9 @@ STORE = MemoryStore()
 
 
 def _tasks(llm: ScriptedLLM, sandbox: FakeSandbox | None, store: MemoryStore = STORE) -> ChildTasks:
-    hatchet = Hatchet(config=ClientConfig(token=offline_token(), tls_config={"strategy": "none"}))
+    hatchet = Hatchet(
+        config=ClientConfig(token=offline_token(), tls_config=ClientTLSConfig(strategy="none"))
+    )
     deps = Dependencies(llm=llm, evidence=EvidenceLoader(store), sandbox=sandbox)
     return build_child_tasks(hatchet, Settings(), deps)
 

@@ -295,6 +295,8 @@ def test_unreachable_engine_fails_fast_in_one_line(
 def test_a_store_that_is_down_is_one_line_and_stores_nothing(tmp_path: Path) -> None:
     import socket as sockets
 
+    from pydantic import SecretStr
+
     from workflows.settings import EvidenceSettings
 
     with sockets.socket() as s:
@@ -307,8 +309,8 @@ def test_a_store_that_is_down_is_one_line_and_stores_nothing(tmp_path: Path) -> 
             s3_bucket="evidence",
             s3_endpoint_url=f"http://127.0.0.1:{closed}",
             s3_region="us-east-1",
-            s3_access_key_id="k",
-            s3_secret_access_key="s",
+            s3_access_key_id=SecretStr("k"),
+            s3_secret_access_key=SecretStr("s"),
         ),
     )
     log = tmp_path / "app.log"

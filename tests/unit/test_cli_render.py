@@ -34,6 +34,7 @@ from workflows.models import (
     ReplyRequest,
     ReplySent,
     TicketOutcome,
+    TicketStatus,
 )
 from workflows.transcript import (
     TaskRun,
@@ -169,7 +170,7 @@ def ticket_run(
 def escalated_outcome(customer_replies: list[str] | None = None) -> TicketOutcome:
     return TicketOutcome(
         ticket_id=TICKET.ticket_id,
-        status="escalated",
+        status=TicketStatus.ESCALATED,
         triage_category="data",
         triage_priority="medium",
         initial_reply="Hi",
@@ -289,8 +290,8 @@ def test_a_refused_reply_event_is_shown_and_the_ticket_still_waits() -> None:
     children = [turn(1, "x", []), reply(2), received(5, 1, {"message": ""})]
     t = build_transcript(ticket_run("RUNNING"), children)
     refused = t.entries[-1]
-    assert refused.kind == "customer_reply" and not refused.accepted  # type: ignore[union-attr]
-    assert refused.error == "the message is empty"  # type: ignore[union-attr]
+    assert refused.kind == "customer_reply" and not refused.accepted
+    assert refused.error == "the message is empty"
     assert t.status == "waiting"
     text = printed(t)
     assert "reply event refused" in text and "still waiting for a valid reply" in text

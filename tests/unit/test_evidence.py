@@ -20,6 +20,7 @@ from evidence import (
     EvidenceLimits,
     EvidenceMissingError,
     EvidenceRefusedError,
+    IngestResult,
     LocalStore,
     MemoryStore,
     Upload,
@@ -37,7 +38,9 @@ LIMITS = EvidenceLimits()
 WEEK = timedelta(days=7)
 
 
-def ingested(store: MemoryStore | LocalStore, files: dict[str, bytes], **limits: int):  # type: ignore[no-untyped-def]
+def ingested(
+    store: MemoryStore | LocalStore, files: dict[str, bytes], **limits: int
+) -> IngestResult:
     uploads = [Upload.from_bytes(n, d) for n, d in files.items()]
     return ingest(store, uploads, EvidenceLimits(**limits), ticket_id="T-1", retention=WEEK)
 
@@ -153,16 +156,18 @@ def test_zip_and_tar_bundles_are_unpacked_and_listed() -> None:
     )
     listings = {a.name: a.archive for a in result.attachments}
     assert all(listing is not None and listing.error is None for listing in listings.values())
-    assert [f.path for f in listings["bundle.zip"].files] == ["logs/app.log", "config/a.yaml"]  # type: ignore[union-attr]
-    assert [f.path for f in listings["export.tar.gz"].files] == ["db/rows.csv"]  # type: ignore[union-attr]
-    assert listings["export.tar.gz"].skipped_count == 2  # type: ignore[union-attr]
-    assert "link" in listings["export.tar.gz"].skipped[0]  # type: ignore[union-attr]
+    zipped, tarred = listings["bundle.zip"], listings["export.tar.gz"]
+    assert zipped is not None and tarred is not None  # checked just above, for mypy
+    assert [f.path for f in zipped.files] == ["logs/app.log", "config/a.yaml"]
+    assert [f.path for f in tarred.files] == ["db/rows.csv"]
+    assert tarred.skipped_count == 2
+    assert "link" in tarred.skipped[0]
     gz = listings["app.log.gz"]
     assert gz is not None and gz.files[0].path == "app.log" and gz.files[0].lines == 10
     inputs = [ref.path for a in result.attachments for ref in a.inputs()]
     assert "bundle.zip.d/logs/app.log" in inputs and "bundle.zip" in inputs
     (hold,) = store.holds()
-    assert {f.sha256 for f in listings["bundle.zip"].files} <= hold.blobs  # type: ignore[union-attr]
+    assert {f.sha256 for f in zipped.files} <= hold.blobs
     assert any("skipped" in w for w in result.warnings)
 
 

@@ -31,7 +31,7 @@ def test_defaults_are_locked_down() -> None:
 def test_config_is_immutable_and_strict() -> None:
     config = SandboxConfig()
     with pytest.raises(ValidationError):
-        config.memory_mb = 10_000  # type: ignore[misc]
+        config.memory_mb = 10_000
     with pytest.raises(ValidationError):
         SandboxConfig(memroy_mb=1)  # type: ignore[call-arg]
 
@@ -97,14 +97,16 @@ class StubDocker:
     """Answers ``info()`` like a daemon with the given runtimes."""
 
     def __init__(self, runtimes: dict[str, dict[str, object]], default: str = "runc") -> None:
-        self._info = {"Runtimes": runtimes, "DefaultRuntime": default}
+        self._info: dict[str, object] = {"Runtimes": runtimes, "DefaultRuntime": default}
 
     def info(self) -> dict[str, object]:
         return self._info
 
 
-RUNC = {"runc": {"path": "runc"}}
-RUNSC = {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}}
+RUNC: dict[str, dict[str, object]] = {"runc": {"path": "runc"}}
+RUNSC: dict[str, dict[str, object]] = {
+    "runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}
+}
 
 
 @pytest.mark.parametrize(
@@ -121,12 +123,12 @@ def test_runtime_resolution(
     setting: str, registered: dict[str, dict[str, object]], expected: tuple[str, bool]
 ) -> None:
     config = SandboxConfig(runtime=setting)
-    assert resolve_runtime(StubDocker(registered), config) == Runtime(*expected)  # type: ignore[arg-type]
+    assert resolve_runtime(StubDocker(registered), config) == Runtime(*expected)
 
 
 def test_an_unregistered_runtime_is_a_clear_error() -> None:
     with pytest.raises(SandboxError, match="'runsc' is not registered with Docker"):
-        resolve_runtime(StubDocker(RUNC), SandboxConfig(runtime="runsc"))  # type: ignore[arg-type]
+        resolve_runtime(StubDocker(RUNC), SandboxConfig(runtime="runsc"))
 
 
 def test_gvisor_limits_the_code_inside_and_leaves_itself_room_outside() -> None:

@@ -6,6 +6,8 @@ import asyncio
 import itertools
 import time
 
+import pytest
+
 from sandbox.pool import PooledContainer, WarmPool
 
 
@@ -64,7 +66,7 @@ async def test_stale_containers_are_replaced() -> None:
     await pool.close()
 
 
-async def test_creation_failures_back_off_and_recover(monkeypatch) -> None:
+async def test_creation_failures_back_off_and_recover(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sandbox.pool.WarmPool._pause", _short_pause)
     factory = Factory(fail_first=2)
     pool = WarmPool(1, 60, factory.create, factory.destroy)

@@ -54,7 +54,7 @@ def test_removes_expired_garbled_and_old_stopped_only() -> None:
             container("created", str(NOW + 60), state="created", age=3600),
         ]
     )
-    assert reap_expired_blocking(client, NOW) == 4  # type: ignore[arg-type]
+    assert reap_expired_blocking(client, NOW) == 4
     assert client.api.removed == ["expired", "garbled", "unlabelled", "stopped-old"]
     assert client.api.filters == [{"label": "support-agent.sandbox=1"}]
     assert client.api.pruned
@@ -62,5 +62,5 @@ def test_removes_expired_garbled_and_old_stopped_only() -> None:
 
 async def test_async_form_and_label_prefix() -> None:
     client = FakeClient([container("expired", str(NOW - 1))])
-    assert await reap_expired(client, NOW, label_prefix="other") == 1  # type: ignore[arg-type]
+    assert await reap_expired(client, NOW, label_prefix="other") == 1
     assert client.api.filters == [{"label": "other.sandbox=1"}]

@@ -164,6 +164,6 @@ def test_the_supervisors_seccomp_filter_forbids_new_namespaces_only() -> None:
             os._exit(0)
     os.close(write)
     with os.fdopen(read, "rb") as pipe:
-        seen = pipe.read()
+        report = pipe.read()
     os.waitpid(pid, 0)
-    assert seen == b"[1, 1, 38, 7, 0]"
+    assert report == b"[1, 1, 38, 7, 0]"

@@ -1,6 +1,6 @@
 from datetime import timedelta
 
-from hatchet_sdk import ClientConfig, Hatchet
+from hatchet_sdk import ClientConfig, ClientTLSConfig, Hatchet
 
 from tests.conftest import offline_token
 from workflows.models import ReplyEvent
@@ -67,7 +67,9 @@ def test_execution_timeout_outlasts_the_reply_wait() -> None:
 def test_no_task_of_a_ticket_expires_in_the_queue_before_the_ticket_may_end() -> None:
     # Hatchet's default schedule timeout (5 minutes) cancelled queued triage children, and
     # their tickets, when 1,000 tickets arrived at once.
-    hatchet = Hatchet(config=ClientConfig(token=offline_token(), tls_config={"strategy": "none"}))
+    hatchet = Hatchet(
+        config=ClientConfig(token=offline_token(), tls_config=ClientTLSConfig(strategy="none"))
+    )
     settings = Settings(reply_timeout_seconds=7 * 24 * 3600)
     tasks = [
         task
@@ -84,7 +86,9 @@ def test_no_task_of_a_ticket_expires_in_the_queue_before_the_ticket_may_end() ->
 
 def test_a_failed_ticket_orchestration_is_retried_and_replays_its_log() -> None:
     # A dropped engine connection fails the durable step in flight; a retry replays the log.
-    hatchet = Hatchet(config=ClientConfig(token=offline_token(), tls_config={"strategy": "none"}))
+    hatchet = Hatchet(
+        config=ClientConfig(token=offline_token(), tls_config=ClientTLSConfig(strategy="none"))
+    )
     ticket = build_support_workflow(hatchet, Settings(ticket_retries=5)).ticket.to_proto().tasks[0]
     assert (ticket.readable_id, ticket.retries) == ("support-ticket", 5)
     assert Settings().ticket_retries == 3
@@ -92,7 +96,9 @@ def test_a_failed_ticket_orchestration_is_retried_and_replays_its_log() -> None:
 
 def test_model_turns_count_against_the_configured_rate_limit_key() -> None:
     # Workers that share an API key share a limit; another key (another quota) is apart.
-    hatchet = Hatchet(config=ClientConfig(token=offline_token(), tls_config={"strategy": "none"}))
+    hatchet = Hatchet(
+        config=ClientConfig(token=offline_token(), tls_config=ClientTLSConfig(strategy="none"))
+    )
 
     def keys(settings: Settings) -> dict[str, list[str]]:
         return {
