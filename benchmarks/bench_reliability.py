@@ -45,12 +45,12 @@ from agent.tools import REPLY, RUN_CODE
 from benchmarks.workers import BENCH_RATE_LIMIT, FAKE_MODEL_ENV
 from evidence.ingest import ingest_bytes
 from tests.fake_anthropic import FakeAnthropic, FakeResponse, message, tool_use
-from tests.helpers import SANDBOX_LABELS, labelled_containers, stop_process
+from tests.helpers import SANDBOX_LABELS, engine_sql, labelled_containers, stop_process
 from tests.namespaces import new_namespace
 from tests.webhooks import TimedReceiver, new_secret
 from workflows.client import push_reply, submit_ticket
 from workflows.deps import open_evidence_store
-from workflows.engine import connect, split_password
+from workflows.engine import connect
 from workflows.models import TicketOutcome, TicketStatus
 from workflows.settings import Settings
 from workflows.support import SupportWorkflow, build_support_workflow
@@ -121,14 +121,11 @@ def database_mb(settings: Settings) -> float | None:
     """The embedded engine's database size (None for an external engine or without psql)."""
     if settings.external_engine or shutil.which("psql") is None:
         return None
-    # The password goes in the environment, not on a command line other users can read.
-    url, password = split_password(settings.database_url())
-    env = {**os.environ, "PGPASSWORD": password} if password is not None else None
-    result = subprocess.run(
-        ["psql", url, "-Atc", "select pg_database_size(current_database())"],
-        capture_output=True, text=True, timeout=30, check=False, env=env,
-    )  # fmt: skip
-    return int(result.stdout.strip()) / 2**20 if result.returncode == 0 else None
+    try:
+        rows = engine_sql(settings, "select pg_database_size(current_database())")
+    except subprocess.CalledProcessError:
+        return None
+    return int(rows[0][0]) / 2**20
 
 
 def containers_of(ticket_ids: set[str]) -> int:

@@ -14,6 +14,8 @@ import pytest
 
 from sandbox.config import SandboxConfig
 from sandbox.naming import Labels
+from workflows.engine import split_password
+from workflows.settings import Settings
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -23,6 +25,22 @@ def unavailable(reason: str) -> NoReturn:
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: a missing service is a failure)", pytrace=False)
     pytest.skip(reason)
+
+
+def engine_sql(settings: Settings, query: str) -> list[list[str]]:
+    """Rows of ``query`` on the embedded engine's database, through psql (fields as text).
+
+    For what the engine's API does not show (its queues, its database's size).
+    The password goes in psql's environment, not on a command line other
+    local users can read. Raises ``CalledProcessError`` on a refused query.
+    """
+    url, password = split_password(settings.database_url())
+    env = {**os.environ, "PGPASSWORD": password} if password is not None else None
+    result = subprocess.run(
+        ["psql", url, "-X", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-c", query],
+        capture_output=True, text=True, timeout=30, check=True, env=env,
+    )  # fmt: skip
+    return [line.split("\t") for line in result.stdout.splitlines()]
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:

@@ -6,7 +6,8 @@ is deleted, every queue for a day after its last task. Measured on 2 cores:
 750 workflows left by earlier test sessions kept an idle engine and its
 PostgreSQL at 35% CPU and cut parking from 3.8 to 1.5 tickets/s. So each
 session deletes what it registered (``delete_namespaces``, from the e2e
-conftest and each benchmark).
+conftest and each benchmark); our engine build then stops polling the
+deleted workflows' idle queues too (tests/e2e/test_engine_queues.py).
 """
 
 from __future__ import annotations

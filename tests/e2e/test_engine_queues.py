@@ -1,0 +1,82 @@
+"""Deleting a workflow takes its queues out of the engine's polling.
+
+The engine polls every queue that was active within the last day. Test
+sessions and benchmarks each register and delete dozens of workflows: before
+setup/hatchet/patches/hatchet-v0.105.0-retire-deleted-queues.patch, an engine
+kept polling thousands of dead queues (22% of a core, idle, on 2 cores).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from hatchet_sdk import Context, EmptyModel
+
+from tests.conftest import eventually
+from tests.helpers import engine_sql
+from tests.namespaces import delete_namespace, new_namespace
+from workflows.engine import EngineInfo, connect
+from workflows.settings import Settings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
+
+
+def queues(settings: Settings, prefix: str) -> dict[str, tuple[bool, int]]:
+    """Each queue of the namespace: (polled by the schedulers, items waiting in it)."""
+    rows = engine_sql(
+        settings,
+        "select q.name, q.last_active > now() - interval '1 day',"
+        " (select count(*) from v1_queue_item i where i.tenant_id = q.tenant_id"
+        " and i.queue = q.name)"
+        f" from v1_queue q where starts_with(q.name, '{prefix}')",
+    )
+    return {name.removeprefix(prefix): (active == "t", int(items)) for name, active, items in rows}
+
+
+async def test_a_deleted_workflows_idle_queues_are_no_longer_polled(
+    engine: EngineInfo | None, settings: Settings
+) -> None:
+    if settings.external_engine:
+        pytest.skip("an external engine's database is its operator's")
+    namespace = new_namespace("queues")  # its own: its workflows are deleted mid-test
+    hatchet = connect(settings, namespace=namespace)
+    prefix = hatchet.namespace  # the SDK's normalised form: lower case, "_" appended
+
+    @hatchet.task(name="finished")
+    async def finished(_: EmptyModel, ctx: Context) -> dict[str, Any]:
+        return {}
+
+    @hatchet.task(name="waiting")
+    async def waiting(_: EmptyModel, ctx: Context) -> dict[str, Any]:
+        return {}
+
+    for task in (finished, waiting):
+        await hatchet._client.admin.aio_put_workflow(task.to_proto())
+
+    def waiting_in(expected: dict[str, tuple[bool, int]]) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return queues(settings, prefix) == expected
+
+        return check
+
+    # No worker: each run stays in its task's queue until it is cancelled.
+    done = await finished.aio_run(wait_for_result=False)
+    pending = await waiting.aio_run(wait_for_result=False)
+    try:
+        # A run is queued a moment after its trigger is accepted; cancelling
+        # before that would find nothing to cancel.
+        both = {"finished:finished": (True, 1), "waiting:waiting": (True, 1)}
+        await eventually(waiting_in(both), within=60, what="a queue per task, a run in each")
+        await hatchet.runs.aio_cancel(done.workflow_run_id)
+        one = {"finished:finished": (True, 0), "waiting:waiting": (True, 1)}
+        await eventually(waiting_in(one), within=60, what="the cancelled run leaving its queue")
+
+        assert delete_namespace(settings, namespace) == 2
+        after = queues(settings, prefix)
+        # The emptied queue leaves the polling at once; the one whose run still
+        # waits stays, so that run is not stranded.
+        assert after == {"finished:finished": (False, 0), "waiting:waiting": (True, 1)}, after
+    finally:
+        await hatchet.runs.aio_cancel(pending.workflow_run_id)
