@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -71,6 +72,10 @@ from workflows.transcript import (
 
 log = logging.getLogger("support_agent.api")
 TicketPath = Annotated[str, PathParam(pattern=TICKET_ID_PATTERN, max_length=64)]
+# A JSON ticket or reply is parsed whole in memory. Its text is at most about
+# 100,000 characters, and a character takes at most 12 bytes JSON-escaped (an
+# astral one as two \uXXXX escapes): 2 MiB holds any valid one.
+MAX_JSON_BODY_BYTES = 2 * 1024 * 1024
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (401, 404, 409, 413, 422, 503)
 }
@@ -207,6 +212,33 @@ def _messages(entries: list[Any]) -> list[Message]:
     return out
 
 
+@dataclass
+class TicketLock:
+    """A ticket's submission lock and how many requests hold or wait for it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+@asynccontextmanager
+async def one_at_a_time(locks: dict[str, TicketLock], ticket_id: str) -> AsyncIterator[None]:
+    """Hold ``ticket_id``'s lock; the entry goes when its last user leaves, however it left.
+
+    Every refused submission (409, 422, 503) would otherwise leave a lock
+    behind for the life of the process, and a request arriving after the
+    entry went could run beside one still waiting on the old lock.
+    """
+    entry = locks.setdefault(ticket_id, TicketLock())
+    entry.users += 1
+    try:
+        async with entry.lock:
+            yield
+    finally:
+        entry.users -= 1
+        if entry.users == 0:
+            del locks[ticket_id]
+
+
 def create_app(
     settings: Settings, *, hatchet: Hatchet | None = None, insecure_no_auth: bool = False
 ) -> FastAPI:
@@ -225,7 +257,7 @@ def create_app(
             ) from None
     desk = Desk(settings, hatchet)
     store = open_evidence_store(settings)
-    submitting: dict[str, asyncio.Lock] = {}
+    submitting: dict[str, TicketLock] = {}
     deliveries = DeliveryLog(settings.state_dir / "api-deliveries.sqlite")
 
     @asynccontextmanager
@@ -246,6 +278,7 @@ def create_app(
         secret=None if insecure_no_auth else secret,
         deliveries=deliveries,
         max_body_bytes=settings.api_body_limit,
+        max_other_body_bytes=MAX_JSON_BODY_BYTES,
     )
 
     @app.exception_handler(RequestValidationError)
@@ -310,8 +343,7 @@ def create_app(
             raise InputError(str(exc), "attachments", 413 if exc.too_large else 422) from None
         hatchet, workflow = await desk.client()
         # Two deliveries of one new ticket at once: the second sees the first's run.
-        lock = submitting.setdefault(ticket.ticket_id, asyncio.Lock())
-        async with lock:
+        async with one_at_a_time(submitting, ticket.ticket_id):
             stored = await _store(ticket, uploads) if uploads else None
             if stored is not None:
                 ticket = with_evidence(ticket, stored)
@@ -351,7 +383,6 @@ def create_app(
         except TicketLiveError as exc:
             raise InputError(str(exc), "ticket_id", status=409) from None
         deliveries.remember_run(ticket.ticket_id, run_id)
-        submitting.pop(ticket.ticket_id, None)
         return TicketAccepted(
             ticket_id=ticket.ticket_id,
             run_id=run_id,
@@ -444,4 +475,3 @@ def create_app(
         return TicketPage(tickets=rows, next_offset=offset + limit if more else None)
 
     return app
-

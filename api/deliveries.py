@@ -12,12 +12,15 @@ two copies arriving together run once; a request that failed on our side
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 KEEP_SECONDS = 24 * 3600
+# How often a running API forgets old records (its claims do it, at most this often).
+FORGET_EVERY_SECONDS = 60.0
 PENDING = -1
 
 
@@ -40,15 +43,26 @@ class DeliveryLog:
             "CREATE TABLE IF NOT EXISTS ticket_runs"
             " (ticket_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, at REAL NOT NULL)"
         )
+        self._db.execute("CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries (at)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS ticket_runs_at ON ticket_runs (at)")
         self._wait = wait_seconds
+        self._forgotten_at = -math.inf
         self.forget_old()
 
     def forget_old(self) -> None:
+        """Drop records past their keeping time.
+
+        A webhook id older than its 5-minute timestamp tolerance cannot be
+        delivered again; run ids are kept a week for re-sent tickets.
+        """
+        self._forgotten_at = time.monotonic()
         self._db.execute("DELETE FROM deliveries WHERE at < ?", (time.time() - KEEP_SECONDS,))
         self._db.execute("DELETE FROM ticket_runs WHERE at < ?", (time.time() - 7 * KEEP_SECONDS,))
 
     def claim(self, delivery_id: str, fingerprint: str) -> bool:
         """True for the first request with this id, which must then ``record`` or ``release``."""
+        if time.monotonic() - self._forgotten_at >= FORGET_EVERY_SECONDS:
+            self.forget_old()  # a long-running API keeps its log to a day's deliveries
         cursor = self._db.execute(
             "INSERT OR IGNORE INTO deliveries (id, fingerprint, status, at) VALUES (?, ?, ?, ?)",
             (delivery_id, fingerprint, PENDING, time.time()),

@@ -135,6 +135,16 @@ async def spool_body(receive: Receive, body: SpooledBody, limit: int) -> None:
             break
 
 
+def too_large(limit: int, upload_limit: int) -> str:
+    """The 413's message; a JSON body that is too large learns where attachments go."""
+    if limit < upload_limit:
+        return (
+            f"the request is larger than {limit} bytes (attachments go in a "
+            f"multipart/form-data body, up to {upload_limit} bytes)"
+        )
+    return f"the request is larger than {limit} bytes"
+
+
 def webhook_key(secret: str) -> bytes:
     """The HMAC key of a ``whsec_<base64>`` secret, as the reference library decodes it."""
     raw = secret[len("whsec_") :] if secret.startswith("whsec_") else secret
@@ -182,20 +192,31 @@ class WebhookGuard:
         secret: str | None,
         deliveries: DeliveryLog | None,
         max_body_bytes: int,
+        max_other_body_bytes: int,
     ) -> None:
         self.app = app
         # None: --insecure-no-auth, for local trials only.
         self._key = webhook_key(secret) if secret else None
         self._deliveries = deliveries
         self._limit = max_body_bytes
+        # Bodies other than multipart uploads (JSON tickets and replies) are
+        # parsed whole in memory, so they get a limit of their own.
+        self._other_limit = min(max_other_body_bytes, max_body_bytes)
+
+    def _limit_for(self, scope: Scope) -> int:
+        for name, value in scope.get("headers", []):
+            if name == b"content-type" and value.lower().startswith(b"multipart/form-data"):
+                return self._limit
+        return self._other_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(PROTECTED):
             await self.app(scope, receive, send)
             return
+        limit = self._limit_for(scope)
         declared = declared_length(scope)
-        if declared is not None and (declared < 0 or declared > self._limit):
-            await _json(send, 413, {"error": f"the request is larger than {self._limit} bytes"})
+        if declared is not None and (declared < 0 or declared > limit):
+            await _json(send, 413, {"error": too_large(limit, self._limit)})
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         mac = None
@@ -209,18 +230,17 @@ class WebhookGuard:
         body = SpooledBody(mac, scope["method"].encode() + b" " + scope["path"].encode() + b"\n")
         try:
             try:
-                await spool_body(receive, body, self._limit)
+                await spool_body(receive, body, limit)
             except TooLarge:
-                await _json(
-                    send, 413, {"error": f"the request is larger than {self._limit} bytes"}
-                )
+                await _json(send, 413, {"error": too_large(limit, self._limit)})
                 return
             if mac is not None and not signature_matches(
                 mac.digest(), headers["webhook-signature"]
             ):
                 await _json(
-                    send, 401, {"error": "unauthenticated: bad signature (No matching signature "
-                    "found)"}
+                    send,
+                    401,
+                    {"error": "unauthenticated: bad signature (No matching signature found)"},
                 )
                 return
             delivery_id = headers.get("webhook-id")

@@ -6,6 +6,7 @@ with no engine running, a request that got past the checks would be a 503.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from api.app import create_app
+import api.deliveries as deliveries_module
+from api.app import MAX_JSON_BODY_BYTES, TicketLock, create_app, one_at_a_time
+from api.deliveries import FORGET_EVERY_SECONDS, KEEP_SECONDS, Answer, DeliveryLog
 from tests.webhooks import multipart, new_secret, signed_headers
 from workflows.settings import EvidenceSettings, Settings
 
@@ -185,6 +188,47 @@ def test_a_multipart_ticket_streams_through_the_signature_check(tmp_path: Path) 
     assert not (tmp_path / "evidence").exists()
 
 
+def test_a_json_body_has_a_small_limit_of_its_own_that_any_valid_ticket_fits(
+    tmp_path: Path,
+) -> None:
+    """JSON is parsed whole in memory: it may not use the upload limit (GiBs)."""
+    client = small_limits(tmp_path)  # the default upload limit: 64 MiB + 16 MiB
+    padding = "x" * MAX_JSON_BODY_BYTES
+    for path, payload in [
+        ("/v1/tickets", {**TICKET, "body": padding}),
+        ("/v1/tickets/T-1/replies", {"message": padding}),
+    ]:
+        response = post(client, path, payload)
+        assert response.status_code == 413, response.text
+        assert f"larger than {MAX_JSON_BODY_BYTES} bytes" in response.json()["error"]
+        assert "multipart/form-data" in response.json()["error"]
+    # The largest valid ticket, escaped as much as JSON allows (an astral
+    # character is two \uXXXX escapes), passes the door: only the engine is missing.
+    largest = {**TICKET, "subject": "\U0001f600" * 300, "body": "\U0001f600" * 100_000}
+    assert len(json.dumps(largest)) > 1024 * 1024
+    assert post(client, "/v1/tickets", largest).status_code == 503
+
+
+async def test_a_tickets_lock_goes_with_its_last_user_however_it_left() -> None:
+    locks: dict[str, TicketLock] = {}
+    order: list[str] = []
+
+    async def submit(name: str, fail: bool) -> None:
+        async with one_at_a_time(locks, "T-1"):
+            order.append(f"{name} in")
+            await asyncio.sleep(0.01)
+            order.append(f"{name} out")
+            if fail:
+                raise RuntimeError("refused")  # a 409, 422 or 503 on the way out
+
+    outcomes = await asyncio.gather(
+        submit("a", True), submit("b", False), submit("c", True), return_exceptions=True
+    )
+    assert [type(o) for o in outcomes] == [RuntimeError, type(None), RuntimeError]
+    assert order == ["a in", "a out", "b in", "b out", "c in", "c out"]  # one at a time
+    assert locks == {}
+
+
 def test_files_in_other_parts_are_refused(tmp_path: Path) -> None:
     response = post_multipart(small_limits(tmp_path), TICKET, [("a.log", b"x")], name="file")
     assert response.status_code == 422 and response.json()["field"] == "file"
@@ -214,6 +258,36 @@ def test_a_failure_on_our_side_lets_the_retry_through(client: TestClient) -> Non
     # No engine: a 503, which must not be remembered as the answer to this id.
     assert post(client, "/v1/tickets", TICKET, msg_id="msg_retry").status_code == 503
     assert post(client, "/v1/tickets", TICKET, msg_id="msg_retry").status_code == 503
+
+
+class _Clock:
+    """Stands in for the ``time`` module inside ``api.deliveries``."""
+
+    def __init__(self) -> None:
+        self.now = 1_900_000_000.0
+        self.since_boot = 1_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.since_boot
+
+
+def test_a_running_api_forgets_deliveries_older_than_a_day(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(deliveries_module, "time", clock)
+    log = DeliveryLog(tmp_path / "deliveries.sqlite")
+    assert log.claim("msg_old", "f1")
+    log.record("msg_old", Answer(202, b"{}"))
+    clock.now += KEEP_SECONDS + 1
+    assert not log.claim("msg_old", "f1")  # within the minute: not looked at yet
+    clock.since_boot += FORGET_EVERY_SECONDS
+    assert log.claim("msg_new", "f2")  # a claim a minute later forgets what is a day old
+    assert log.claim("msg_old", "f1")
+    log.close()
 
 
 def test_the_api_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
