@@ -14,7 +14,10 @@ itself stays evidence.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
+import lzma
 import stat
 import tarfile
 import unicodedata
@@ -22,9 +25,12 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO
 
 from agent.attachments import UNPACKED_SUFFIX, ArchiveListing, UnpackedFile
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 CHUNK = 1024 * 1024
 # Ratios are judged only past this many unpacked bytes: tiny files of
@@ -33,6 +39,22 @@ RATIO_FLOOR = 1024 * 1024
 MAX_DEPTH = 16
 MAX_PATH_BYTES = 1024
 MAX_COMPONENT_BYTES = 255
+# Members (directories, links, devices, unsafe paths) an archive may have
+# besides the files it may unpack to: each costs a header to parse and memory
+# to list (zipfile and tarfile keep them all), and no real bundle has so many.
+MAX_OTHER_MEMBERS = 10_000
+# What one zip directory entry may take: its fixed part, a path at the
+# longest kept, and room for extra fields (timestamps, Zip64 sizes).
+ZIP_ENTRY_BYTES = 46 + MAX_PATH_BYTES + 256
+# A tar header extension (a GNU long name or link, a pax header) is read whole
+# into memory; real ones hold a path and a few attributes.
+MAX_HEADER_EXTENSION_BYTES = 64 * 1024
+# What a tar stream may hold besides the bytes of the files kept: headers,
+# padding and skipped members, per member allowed, on top of RATIO_FLOOR.
+TAR_BYTES_PER_MEMBER = 1024
+_ZIP_METHODS = frozenset(
+    {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+)
 _FORBIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 # (path, stream of the member's bytes) -> what was stored for it
@@ -133,6 +155,12 @@ class _Unpacker:
         self.unpacked = 0
         self.layout = _Layout()
 
+    def check_members(self, count: int) -> None:
+        """Refuse an archive of more than ``count`` members, whatever they are."""
+        most = self.limits.files_left + MAX_OTHER_MEMBERS
+        if count > most:
+            raise self.refuse(f"it has more than {most} members (files, directories, links)")
+
     def skip(self, raw: str, why: str) -> None:
         self.skipped_count += 1
         if len(self.skipped) < 20:
@@ -206,9 +234,28 @@ def _chunks(reader: IO[bytes] | gzip.GzipFile) -> Iterator[bytes]:
         yield chunk
 
 
+def _check_zip_directory(unpacker: _Unpacker, source: BinaryIO) -> None:
+    """Refuse a zip whose central directory is too large, before zipfile parses all of it.
+
+    zipfile reads every entry of the directory into memory at once. Its end
+    record declares how many entries there are and how many bytes they take,
+    and zipfile reads by bytes: both are capped.
+    """
+    # zipfile's own reader of the end record (and its Zip64 locator); not public API.
+    record = zipfile._EndRecData(source)  # type: ignore[attr-defined]
+    if not record:
+        raise zipfile.BadZipFile("File is not a zip file")
+    unpacker.check_members(int(record[zipfile._ECD_ENTRIES_TOTAL]))  # type: ignore[attr-defined]
+    most = (unpacker.limits.files_left + MAX_OTHER_MEMBERS) * ZIP_ENTRY_BYTES
+    if int(record[zipfile._ECD_SIZE]) > most:  # type: ignore[attr-defined]
+        raise unpacker.refuse(f"its directory of members is larger than {most} bytes")
+
+
 def _zip(unpacker: _Unpacker, source: BinaryIO) -> None:
+    _check_zip_directory(unpacker, source)
     with zipfile.ZipFile(source) as archive:
         members = archive.infolist()
+        unpacker.check_members(len(members))
         for info in members:
             if info.is_dir():
                 continue
@@ -223,6 +270,10 @@ def _zip(unpacker: _Unpacker, source: BinaryIO) -> None:
             if info.flag_bits & 0x1:
                 unpacker.skip(info.filename, "encrypted")
                 continue
+            if info.compress_type not in _ZIP_METHODS:
+                # Deflate64 (Windows' "compressed folder" past 2 GB), Implode, ...
+                unpacker.skip(info.filename, f"compression method {info.compress_type} unsupported")
+                continue
             ratio = unpacker.limits.max_ratio
             if info.file_size > max(RATIO_FLOOR, ratio * max(info.compress_size, 1)):
                 raise unpacker.refuse(
@@ -236,29 +287,100 @@ def _zip(unpacker: _Unpacker, source: BinaryIO) -> None:
                 unpacker.take(path, _chunks(member), info.compress_size)
 
 
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A tar header whose extension is refused, not read into memory, past its cap."""
+
+    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        extension = self.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK) or (
+            self.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
+        )
+        if extension and self.size > MAX_HEADER_EXTENSION_BYTES:
+            raise ArchiveRefusedError(
+                f"a {self.size}-byte header extension (a long name or a pax header; the limit is "
+                f"{MAX_HEADER_EXTENSION_BYTES})"
+            )
+        # tarfile dispatches each header through this (undocumented) method.
+        proceed: Callable[[tarfile.TarFile], tarfile.TarInfo] = getattr(super(), "_proc_member")  # noqa: B009
+        return proceed(tar)
+
+
+class _Inflated(io.RawIOBase):
+    """The inflated stream of a .tar.gz, counting everything it inflates.
+
+    Skipped members and headers never reach ``_Unpacker.take``, yet they
+    cost as much to inflate: without this, a member named ``../x`` could
+    inflate without limit (measured: 1 GiB of zeros in a 1 MB upload, 23 s
+    of CPU, never refused).
+    """
+
+    def __init__(self, unpacker: _Unpacker, packed: BinaryIO) -> None:
+        super().__init__()
+        self._reader = gzip.GzipFile(fileobj=packed, mode="rb")
+        limits = unpacker.limits
+        allowance = limits.files_left + MAX_OTHER_MEMBERS
+        self._cap = min(
+            limits.bytes_left + RATIO_FLOOR + TAR_BYTES_PER_MEMBER * allowance,
+            max(RATIO_FLOOR, limits.max_ratio * unpacker.packed_size),
+        )
+        self._ratio = limits.max_ratio
+        self._packed = unpacker.packed_size
+        self.inflated = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        chunk = self._reader.read(min(len(view), CHUNK))
+        self.inflated += len(chunk)
+        if self.inflated > self._cap:
+            raise ArchiveRefusedError(
+                f"it inflates to more than {self._cap} bytes ({self._packed} packed, compression "
+                f"ratio limit {self._ratio}, headers and skipped members included: a bomb?)"
+            )
+        view[: len(chunk)] = chunk
+        return len(chunk)
+
+    def close(self) -> None:
+        self._reader.close()
+        super().close()
+
+
 def _tar(unpacker: _Unpacker, source: BinaryIO, compressed: bool) -> None:
-    # Stream mode: members are read in order, nothing seeks back.
-    with tarfile.open(fileobj=source, mode="r|gz" if compressed else "r|") as archive:
-        for member in archive:
-            if member.isdir():
-                continue
-            if member.issym() or member.islnk():
-                unpacker.skip(member.name, "link")
-                continue
-            if member.ischr() or member.isblk() or member.isfifo():
-                unpacker.skip(member.name, "device or FIFO")
-                continue
-            if not member.isreg() or member.issparse():
-                unpacker.skip(member.name, "not a regular file")
-                continue
-            path = unpacker.accept(member.name)
-            if path is None:
-                continue
-            reader = archive.extractfile(member)
-            if reader is None:
-                unpacker.skip(member.name, "not a regular file")
-                continue
-            unpacker.take(path, _chunks(reader), None)
+    # Stream mode: members are read in order, nothing seeks back. A .tar.gz is
+    # inflated here, not by tarfile, so that every inflated byte is counted.
+    with contextlib.ExitStack() as stack:
+        stream: BinaryIO | _Inflated = source  # the caller's: not closed here
+        if compressed:
+            stream = stack.enter_context(_Inflated(unpacker, source))
+        archive = stack.enter_context(
+            tarfile.open(fileobj=stream, mode="r|", tarinfo=_BoundedTarInfo)
+        )
+        for seen, member in enumerate(archive, start=1):
+            unpacker.check_members(seen)
+            _tar_member(unpacker, archive, member)
+
+
+def _tar_member(unpacker: _Unpacker, archive: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    if member.isdir():
+        return
+    if member.issym() or member.islnk():
+        unpacker.skip(member.name, "link")
+        return
+    if member.ischr() or member.isblk() or member.isfifo():
+        unpacker.skip(member.name, "device or FIFO")
+        return
+    if not member.isreg() or member.issparse():
+        unpacker.skip(member.name, "not a regular file")
+        return
+    path = unpacker.accept(member.name)
+    if path is None:
+        return
+    reader = archive.extractfile(member)
+    if reader is None:
+        unpacker.skip(member.name, "not a regular file")
+        return
+    unpacker.take(path, _chunks(reader), None)
 
 
 def _gzip(unpacker: _Unpacker, source: BinaryIO, name: str) -> None:
@@ -295,7 +417,16 @@ def unpack(
             _gzip(unpacker, source, name)
     except ArchiveRefusedError as exc:
         return ArchiveListing(directory=directory, error=f"not unpacked: {exc}")
-    except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, OSError, ValueError) as exc:
+    except (
+        zipfile.BadZipFile,
+        tarfile.TarError,
+        zlib.error,
+        lzma.LZMAError,
+        EOFError,
+        OSError,
+        ValueError,
+        NotImplementedError,  # a feature zipfile or tarfile does not read
+    ) as exc:
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         return ArchiveListing(
             directory=directory, error=f"not unpacked: not a readable {kind} archive ({reason})"

@@ -6,6 +6,7 @@ import gzip
 import io
 import os
 import stat
+import struct
 import tarfile
 import zipfile
 from datetime import timedelta
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.attachments import ArchiveListing
 from agent.prompts import EVIDENCE_BUDGET_CHARS, evidence_section, initial_messages
 from agent.tickets import Ticket, TriageResult
 from evidence import (
@@ -233,6 +235,84 @@ def test_a_broken_archive_is_kept_as_it_is(name: str, data: bytes) -> None:
     result = ingested(MemoryStore(), {name: data})
     listing = result.attachments[0].archive
     assert listing is not None and "not unpacked: not a readable" in (listing.error or "")
+
+
+def with_method(data: bytes, name: str, method: int) -> bytes:
+    """A zip whose member ``name`` claims compression ``method`` (in both of its headers)."""
+    out = bytearray(data)
+    encoded = name.encode()
+    for signature, offset, name_at in ((b"PK\x03\x04", 8, 30), (b"PK\x01\x02", 10, 46)):
+        at = out.find(signature)
+        while out[at + name_at : at + name_at + len(encoded)] != encoded:
+            at = out.find(signature, at + 1)
+        out[at + offset : at + offset + 2] = struct.pack("<H", method)
+    return bytes(out)
+
+
+def unpacked(name: str, data: bytes, **limits: int) -> ArchiveListing:
+    listing = ingested(MemoryStore(), {name: data}, **limits).attachments[0].archive
+    assert listing is not None
+    return listing
+
+
+def test_a_zip_member_compressed_in_a_way_python_cannot_read_is_skipped_and_said() -> None:
+    """Deflate64 is what Windows writes for large files: the rest of the bundle still counts."""
+    bundle = with_method(zip_bytes({"big.log": b"x" * 100, "app.log": b"ERROR 1\n"}), "big.log", 9)
+    listing = unpacked("bundle.zip", bundle)
+    assert listing.error is None
+    assert [f.path for f in listing.files] == ["app.log"]
+    assert listing.skipped == ["'big.log': compression method 9 unsupported"]
+
+
+def test_a_corrupt_lzma_member_makes_the_zip_unreadable_not_the_ticket() -> None:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_LZMA) as archive:
+        archive.writestr("app.log", b"hello\n" * 1000)
+    data = bytearray(out.getvalue())
+    data[41:46] = b"\xff" * 5  # the member's LZMA properties, after its 4-byte header
+    assert "not a readable zip archive" in (unpacked("bundle.zip", bytes(data)).error or "")
+
+
+def test_what_a_tar_gz_skips_is_inflated_under_the_same_caps() -> None:
+    """A member named ../x is never stored, but inflating it costs the same."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as archive:
+        info = tarfile.TarInfo("../big.log")
+        info.size = 20 * 1024 * 1024
+        archive.addfile(info, io.BytesIO(bytes(info.size)))
+    bomb = out.getvalue()
+    assert len(bomb) < 100_000
+    error = unpacked("bundle.tar.gz", bomb).error or ""
+    assert "inflates to more than" in error and "compression ratio limit 100" in error
+
+
+def test_a_tar_header_extension_is_refused_before_it_is_read_into_memory() -> None:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as archive:
+        info = tarfile.TarInfo("d/" * 40_000 + "app.log")  # written as a GNU long name
+        archive.addfile(info, io.BytesIO(b""))
+    error = unpacked("bundle.tar", out.getvalue()).error or ""
+    assert "80008-byte header extension" in error  # the name and its NUL
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_an_archive_of_too_many_members_is_refused_whatever_they_are(kind: str) -> None:
+    """Directories and links are never unpacked, but zipfile and tarfile list them all."""
+    count = 2 + 10_000 + 1  # the files a ticket may unpack to, plus the others allowed
+    out = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(out, "w") as zipped:
+            for i in range(count):
+                zipped.writestr(f"d{i}/", b"")
+    else:
+        with tarfile.open(fileobj=out, mode="w:gz") as tarred:
+            for i in range(count):
+                link = tarfile.TarInfo(f"l{i}")
+                link.type = tarfile.SYMTYPE
+                link.linkname = "x"
+                tarred.addfile(link)
+    error = unpacked(f"bundle.{kind}", out.getvalue(), max_unpacked_files=2).error or ""
+    assert "more than 10002 members" in error
 
 
 # -- what the model sees --------------------------------------------------------------
