@@ -17,6 +17,21 @@ from agent.llm import LLMError, TextSink, TurnRequest, TurnResult, Usage
 _CACHE = {"type": "ephemeral"}
 # Status codes worth retrying: rate limits, overload, transient server errors.
 _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
+# The same by error type: an error in the middle of a stream comes after the
+# stream's 200, so only its type tells an overload from a bad request.
+_RETRYABLE_TYPES = {"rate_limit_error", "api_error", "overloaded_error"}
+
+
+def status_error(exc: anthropic.APIStatusError) -> LLMError:
+    """The API's refusal as an ``LLMError``, retryable when waiting can help."""
+    if exc.status_code >= 400:
+        what = f"Claude API error {exc.status_code}"
+    else:
+        what = f"Claude API error during the answer ({exc.type or 'unknown type'})"
+    return LLMError(
+        f"{what}: {exc.message}",
+        retryable=exc.status_code in _RETRYABLE_STATUS or exc.type in _RETRYABLE_TYPES,
+    )
 
 
 def with_cache_markers(request: TurnRequest) -> dict[str, Any]:
@@ -60,10 +75,7 @@ class AnthropicLLM:
                         await on_text(text)
                 final = await stream.get_final_message()
         except anthropic.APIStatusError as exc:
-            raise LLMError(
-                f"Claude API error {exc.status_code}: {exc.message}",
-                retryable=exc.status_code in _RETRYABLE_STATUS,
-            ) from exc
+            raise status_error(exc) from exc
         except anthropic.APITimeoutError as exc:
             raise LLMError("Claude API timed out", retryable=True) from exc
         except anthropic.APIConnectionError as exc:

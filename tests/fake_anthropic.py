@@ -66,6 +66,9 @@ class FakeResponse:
     body: dict[str, Any]
     headers: Mapping[str, str] = field(default_factory=dict)
     delay_seconds: float = 0.0
+    # A streamed message that breaks off after its start with this error event (its body),
+    # as the real API reports an overload that hits a stream already answered 200.
+    stream_error: dict[str, Any] | None = None
 
     @property
     def is_message(self) -> bool:
@@ -159,6 +162,15 @@ def error(
     headers = {} if retry_after is None else {"retry-after": f"{retry_after:g}"}
     detail = message if message is not None else f"fake {type} (HTTP {status})"
     return FakeResponse(status=status, body=_error_body(type, detail), headers=headers)
+
+
+def broken_stream(type: str, detail: str | None = None) -> FakeResponse:
+    """A streamed answer that starts (HTTP 200, message_start) and then fails with an error event.
+
+    Non-streamed requests get the message whole: the real API only fails this way mid-stream.
+    """
+    body = _error_body(type, detail if detail is not None else f"fake {type} (mid-stream)")
+    return replace(message(text("partial")), stream_error=body)
 
 
 def delay(seconds: float, response: FakeResponse) -> FakeResponse:
@@ -530,7 +542,10 @@ class _Handler(BaseHTTPRequestHandler):
             "text/event-stream; charset=utf-8",
             {"transfer-encoding": "chunked", "cache-control": "no-cache"},
         )
-        for event, data in _sse_events(msg):
+        events = _sse_events(msg)
+        if reply.stream_error is not None:
+            events = iter([next(events), ("error", reply.stream_error)])
+        for event, data in events:
             chunk = f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
             self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         self.wfile.write(b"0\r\n\r\n")
