@@ -23,6 +23,7 @@ class EvidenceFile(BaseModel):
     size: int = 0
     sha256: str = ""
 
+
 _LOG = r"""
 import collections, re, sys
 path = {path}

@@ -107,4 +107,3 @@ def plan_turn(turn: TurnResult, code_runs_left: int) -> TurnPlan:
         plan.code_calls, plan.immediate_results = [], []
     plan.code_budget_refused = refused_for_budget > 0 and not plan.code_calls
     return plan
-

@@ -16,7 +16,7 @@ from typing import Any
 
 from agent.diagnostics import EvidenceFile, script_for
 from agent.llm import TextSink, TurnRequest, TurnResult, Usage
-from agent.tools import ESCALATE, REPLY, RUN_CODE
+from agent.tools import ESCALATE, MAX_PURPOSE, REPLY, RUN_CODE
 
 MAX_SCRIPTS = 6
 _FINDING = re.compile(r"^FINDING: (.+)$", re.M)
@@ -98,6 +98,8 @@ class OfflinePlanner:
         calls = []
         for ref in refs:
             language, code, purpose = script_for(ref)
+            if len(purpose) > MAX_PURPOSE:  # a deep archive path: keep the call valid
+                purpose = purpose[: MAX_PURPOSE - 1] + "…"
             calls.append(
                 _tool_use(
                     RUN_CODE,

@@ -48,6 +48,7 @@ Subject = Annotated[str, text_rule("subject", MAX_SUBJECT), text_schema(MAX_SUBJ
 Body = Annotated[str, text_rule("body", MAX_BODY), text_schema(MAX_BODY)]
 ReplyText = Annotated[str, text_rule("message", MAX_REPLY), text_schema(MAX_REPLY)]
 
+
 def new_ticket_id() -> str:
     """A fresh ticket id, for tickets submitted without one."""
     return f"T-{uuid.uuid4().hex[:12]}"

@@ -11,9 +11,21 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from agent.validation import storable_rule, text_rule, text_schema
+
 RUN_CODE = "run_code"
 REPLY = "reply_to_customer"
 ESCALATE = "escalate_to_human"
+MAX_PURPOSE = 500
+
+
+# The model has read untrusted text: what it writes gets the checks a
+# customer's text gets (stripped, never blank, never a NUL the engine cannot store).
+Purpose = Annotated[str, text_rule("purpose", MAX_PURPOSE), text_schema(MAX_PURPOSE)]
+ReplyText = Annotated[str, text_rule("message", 20_000), text_schema(20_000)]
+Finding = Annotated[str, text_rule("finding", 2000), text_schema(2000)]
+Reason = Annotated[str, text_rule("reason", 2000), text_schema(2000)]
+Hypothesis = Annotated[str, text_rule("hypothesis", 2000), text_schema(2000)]
 
 
 class RunCode(BaseModel):
@@ -22,11 +34,13 @@ class RunCode(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     language: Literal["python", "bash"] = Field(description="Interpreter for the code.")
-    code: Annotated[str, StringConstraints(min_length=1, max_length=50_000)] = Field(
+    code: Annotated[
+        str, StringConstraints(min_length=1, max_length=50_000), storable_rule("code")
+    ] = Field(
         description="The complete script. Attachments are read-only in /work/input/; "
         "write files worth keeping to /work/output/. No network."
     )
-    purpose: Annotated[str, StringConstraints(min_length=1, max_length=500)] = Field(
+    purpose: Purpose = Field(
         description="One sentence: what this run checks and why (shown to reviewers)."
     )
 
@@ -36,10 +50,10 @@ class ReplyToCustomer(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    message: Annotated[str, StringConstraints(min_length=1, max_length=20_000)] = Field(
+    message: ReplyText = Field(
         description="The reply, in plain language, grounded in what the code showed."
     )
-    findings: list[Annotated[str, StringConstraints(max_length=2000)]] = Field(
+    findings: list[Finding] = Field(
         default_factory=list,
         max_length=20,
         description="Short factual findings backing the reply, for the ticket record.",
@@ -56,10 +70,8 @@ class EscalateToHuman(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)] = Field(
-        description="Why a human is needed."
-    )
-    hypotheses: list[Annotated[str, StringConstraints(max_length=2000)]] = Field(
+    reason: Reason = Field(description="Why a human is needed.")
+    hypotheses: list[Hypothesis] = Field(
         default_factory=list, max_length=20, description="What you suspect, most likely first."
     )
 
@@ -103,8 +115,12 @@ def parse_tool_call(name: str, arguments: object) -> ToolInput:
     try:
         return model.model_validate(arguments)
     except ValidationError as exc:
+        # Sorted: pydantic reports extra keys in the order of the model's input,
+        # which the engine does not keep, and this text must be the same on replay.
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'input'}: {err['msg']}"
-            for err in exc.errors()
+            sorted(
+                f"{'.'.join(str(p) for p in err['loc']) or 'input'}: {err['msg']}"
+                for err in exc.errors()
+            )
         )
         raise ToolInputError(f"{name}: invalid input: {problems}") from exc

@@ -25,18 +25,28 @@ def refuse(message: str) -> PydanticCustomError:
     return PydanticCustomError(INPUT_ERROR, message.replace("{", "(").replace("}", ")"))
 
 
+def check_storable(what: str, value: str) -> str:
+    """``value`` if the engine can store it, else the input error saying why not."""
+    if "\x00" in value:
+        # Never storable: the engine's payloads (Postgres JSONB) refuse NUL.
+        raise refuse(f"the {what} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise refuse(f"the {what} is not valid Unicode text (a lone surrogate)") from None
+    return value
+
+
+def storable_rule(what: str) -> AfterValidator:
+    """Text kept exactly as given (code), but only if the engine can store it."""
+    return AfterValidator(lambda value: check_storable(what, value))
+
+
 def text_rule(what: str, limit: int) -> AfterValidator:
     """Text that is stripped, not empty, and at most ``limit`` characters."""
 
     def check(value: str) -> str:
-        if "\x00" in value:
-            # Never storable: the engine's payloads (Postgres JSONB) refuse NUL.
-            raise refuse(f"the {what} contains a NUL character")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise refuse(f"the {what} is not valid Unicode text (a lone surrogate)") from None
-        stripped = value.strip()
+        stripped = check_storable(what, value).strip()
         if not stripped:
             raise refuse(f"the {what} is empty")
         if len(stripped) > limit:

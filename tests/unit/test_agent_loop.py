@@ -1,5 +1,7 @@
 from typing import Any
 
+import pytest
+
 from agent.budget import Budget, Spent, code_runs_left, exhausted
 from agent.llm import TurnResult, Usage
 from agent.loop import plan_turn
@@ -37,6 +39,45 @@ def test_invalid_tool_input_becomes_an_error_result_for_the_model() -> None:
     assert all(r["is_error"] for r in results.values())
     assert "language" in results["a"]["content"]
     assert "unknown tool 'rm_rf'" in results["b"]["content"]
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "said"),
+    [
+        (REPLY, {"message": "   \n "}, "message: the message is empty"),
+        (REPLY, {"message": "ok\x00"}, "message: the message contains a NUL character"),
+        (REPLY, {"message": "ok", "findings": [" "]}, "findings.0: the finding is empty"),
+        (ESCALATE, {"reason": "\t"}, "reason: the reason is empty"),
+        (RUN_CODE, {**CODE, "purpose": " "}, "purpose: the purpose is empty"),
+        (RUN_CODE, {**CODE, "code": "print(1)\x00"}, "code: the code contains a NUL character"),
+    ],
+)
+def test_the_models_text_gets_the_checks_a_customers_text_gets(
+    name: str, args: dict[str, Any], said: str
+) -> None:
+    """A blank reply is never sent; a NUL would fail the ticket at the engine."""
+    plan = plan_turn(_turn(_use(name, args, "a")), 5)
+    assert plan.decision is None and not plan.code_calls
+    (result,) = plan.immediate_results
+    assert result["is_error"] and said in result["content"], result["content"]
+
+
+def test_the_models_text_is_kept_stripped_and_its_code_exactly() -> None:
+    reply = parse_tool_call(REPLY, {"message": "  Fixed.\n", "findings": [" a "]})
+    assert (reply.message, reply.findings) == ("Fixed.", ["a"])  # type: ignore[union-attr]
+    code = parse_tool_call(RUN_CODE, {**CODE, "code": "  if True:\n    print(1)\n"})
+    assert code.code == "  if True:\n    print(1)\n"  # type: ignore[union-attr]
+
+
+def test_an_invalid_calls_error_is_the_same_whatever_the_key_order() -> None:
+    """The turn comes back from the engine on replay with its keys reordered."""
+    first = {"language": "python", "code": "x", "purpose": "p", "filename": "a", "args": []}
+    replayed = dict(reversed(first.items()))
+    errors = [
+        plan_turn(_turn(_use(RUN_CODE, a, "a")), 5).immediate_results for a in (first, replayed)
+    ]
+    assert errors[0] == errors[1]
+    assert "args: Extra inputs" in errors[0][0]["content"]
 
 
 def test_a_finishing_tool_ends_the_round_and_closes_other_calls() -> None:

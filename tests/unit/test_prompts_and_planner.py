@@ -7,10 +7,11 @@ import pytest
 from agent.anthropic_llm import with_cache_markers
 from agent.attachments import Attachment
 from agent.llm import TurnRequest
+from agent.loop import plan_turn
 from agent.planner import OfflinePlanner
 from agent.prompts import FENCE_CLOSE, SYSTEM_PROMPT, fence, initial_messages
 from agent.tickets import Ticket
-from agent.tools import ESCALATE, REPLY, RUN_CODE, tool_definitions
+from agent.tools import ESCALATE, MAX_PURPOSE, REPLY, RUN_CODE, tool_definitions
 from agent.triage import triage
 from tests.conftest import attachment
 
@@ -98,6 +99,27 @@ def test_offline_planner_writes_a_script_per_attachment_kind(name: str, marker: 
     assert call.name == RUN_CODE
     assert marker in call.input["code"]
     assert name in call.input["purpose"]
+
+
+def test_offline_planner_keeps_its_calls_valid_for_files_deep_in_an_archive() -> None:
+    deep = "/".join(["d" * 60] * 9) + "/report.json"  # a valid member path of 560 characters
+    request = TurnRequest(
+        ticket_id="T-1",
+        customer="c",
+        model="m",
+        max_tokens=512,
+        system="s",
+        tools=[],
+        messages=[{"role": "user", "content": [{"type": "text", "text": "New ticket."}]}],
+        attachments=[
+            {"name": f"b.zip.d/{deep}", "media_type": "application/json", "size": 3,
+             "sha256": "0" * 64}
+        ],
+    )  # fmt: skip
+    plan = plan_turn(asyncio.run(OfflinePlanner().complete(request)), 24)
+    assert not plan.immediate_results  # not refused as invalid input
+    (call,) = plan.code_calls
+    assert len(call.call.purpose) == MAX_PURPOSE and call.call.purpose.endswith("…")
 
 
 def test_offline_planner_replies_from_what_the_code_found() -> None:
