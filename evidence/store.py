@@ -186,7 +186,9 @@ class LocalStore:
     def _dirs(self) -> None:
         try:
             for sub in ("blobs", "holds", "tmp"):
-                (self.root / sub).mkdir(parents=True, exist_ok=True)
+                # Customers' files: the service's user (and its group, for workers
+                # sharing the store), never every local user.
+                (self.root / sub).mkdir(mode=0o750, parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreUnavailableError(f"evidence {self.description}: {exc}") from exc
 
@@ -199,7 +201,7 @@ class LocalStore:
             return
         self._dirs()
         try:
-            target.parent.mkdir(exist_ok=True)
+            target.parent.mkdir(mode=0o750, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix="put-")
             try:
                 with os.fdopen(fd, "wb") as out:
@@ -207,7 +209,7 @@ class LocalStore:
                         out.write(chunk)
                     out.flush()
                     os.fsync(out.fileno())
-                os.chmod(tmp, 0o444)
+                os.chmod(tmp, 0o440)  # read-only; mkstemp made it owner-only until now
                 os.replace(tmp, target)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)

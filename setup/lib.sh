@@ -9,7 +9,10 @@ die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 : "${SUPPORT_AGENT_CACHE_DIR:=$HOME/.cache/support-agent}"
 # Where running services keep their logs, pid files and connection files.
 : "${SUPPORT_AGENT_STATE_DIR:=$HOME/.local/state/support-agent}"
-mkdir -p "$SUPPORT_AGENT_CACHE_DIR" "$SUPPORT_AGENT_STATE_DIR"
+mkdir -p "$SUPPORT_AGENT_CACHE_DIR"
+# The state holds secrets (the database URL, the engine's token, the dashboard
+# login) and customers' evidence: its user's alone.
+mkdir -p -m 0700 "$SUPPORT_AGENT_STATE_DIR"
 
 # Debian packages are installed only when missing; `apt-get update` runs once
 # per script invocation, and only if something has to be installed.

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -49,6 +50,10 @@ class EngineInfo:
     grpc_address: str
     api_url: str
     pid: int
+    # When that process started (Linux: /proc/<pid>/stat), so that a pid the
+    # system has since given to another process is never taken for the engine
+    # (``engine stop`` would signal it). None: unknown, the pid alone decides.
+    started: str | None = None
 
     def handshake_json(self) -> str:
         return json.dumps(
@@ -82,6 +87,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started, in clock ticks since boot (None: unknown or gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22; the command name (field 2) may hold spaces and parentheses.
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else None
+
+
 def running_engine(settings: Settings) -> EngineInfo | None:
     """The engine recorded in the state dir, if its owning process still lives."""
     try:
@@ -89,7 +105,11 @@ def running_engine(settings: Settings) -> EngineInfo | None:
         info = EngineInfo(**raw)
     except (OSError, ValueError, TypeError):
         return None
-    return info if _pid_alive(info.pid) else None
+    if not _pid_alive(info.pid):
+        return None
+    if info.started is not None and process_start(info.pid) != info.started:
+        return None  # the pid was reused: that process is not the engine
+    return info
 
 
 def connect(settings: Settings, *, namespace: str | None = None) -> Hatchet:
@@ -114,11 +134,40 @@ def connect(settings: Settings, *, namespace: str | None = None) -> Hatchet:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o600)  # holds an API token
+    tmp.unlink(missing_ok=True)
+    # Owner-only from its creation: it holds an API token.
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        out.write(text)
     tmp.replace(path)
+
+
+# What the engine's processes may inherit from whoever starts them: the
+# settings they read, never the model's or the helpdesk's credentials.
+_ENGINE_ENV_NAMES = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV"}
+    | {"GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GODEBUG"}  # the engine's Go runtime
+)
+_ENGINE_ENV_PREFIXES = ("LC_", "SUPPORT_AGENT_", "HATCHET_", "SERVER_", "DATABASE_", "PG")
+_SECRET_WORDS = ("SECRET", "TOKEN", "KEY", "PASSWORD")
+
+
+def engine_environment(environ: dict[str, str]) -> dict[str, str]:
+    """``environ`` without what the engine does not need (API keys, webhook secrets)."""
+
+    def needed(name: str) -> bool:
+        if name in _ENGINE_ENV_NAMES or name.startswith("PG"):
+            return True  # PGPASSWORD: the engine's own database password
+        if not name.startswith(_ENGINE_ENV_PREFIXES):
+            return False
+        return not any(word in name for word in _SECRET_WORDS)
+
+    return {name: value for name, value in environ.items() if needed(name)}
+
+
+# A libpq key=value connection string's password, quoted or not.
+_CONNINFO_PASSWORD = re.compile(r"(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
 
 
 def split_password(url: str) -> tuple[str, str | None]:
@@ -127,14 +176,27 @@ def split_password(url: str) -> tuple[str, str | None]:
     The SDK hands the URL to the sidecar on its command line, which every
     local user can read; the password goes in the sidecar's environment
     instead (``PGPASSWORD``, which the engine's PostgreSQL driver honours).
-    Key=value connection strings are returned as they are.
+    Every form libpq takes is covered: ``user:password@`` and a ``password``
+    query parameter in a URL, and ``password=`` in a key=value string.
     """
+    if "://" not in url:
+        found = _CONNINFO_PASSWORD.search(url)
+        if found is None:
+            return url, None
+        raw = found.group(1)
+        password = re.sub(r"\\(.)", r"\1", raw[1:-1]) if raw.startswith("'") else raw
+        return f"{url[: found.start()]} {url[found.end() :]}".strip(), password
     parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url, None
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return parts._replace(netloc=f"{user}@{host}").geturl(), urllib.parse.unquote(parts.password)
+    password = None if parts.password is None else urllib.parse.unquote(parts.password)
+    if parts.password is not None:
+        userinfo, _, host = parts.netloc.rpartition("@")
+        parts = parts._replace(netloc=f"{userinfo.partition(':')[0]}@{host}")
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "password" for key, _ in query):
+        password = [value for key, value in query if key == "password"][-1]
+        kept = [(key, value) for key, value in query if key != "password"]
+        parts = parts._replace(query=urllib.parse.urlencode(kept))
+    return parts.geturl(), password
 
 
 def embedded_options(settings: Settings) -> EmbeddedHatchetConfig:
@@ -173,8 +235,12 @@ def run_engine(settings: Settings) -> int:
             f"an engine is already running (pid {existing.pid}, API {existing.api_url})"
         )
     options = embedded_options(settings)
-    # This process exists to run the sidecar, which inherits its environment.
+    # This process exists to run the sidecar, which inherits its environment:
+    # keep only what the engine needs, plus its database password.
     password = split_password(settings.database_url())[1]
+    kept = engine_environment(dict(os.environ))
+    os.environ.clear()
+    os.environ.update(kept)
     if password is not None:
         os.environ["PGPASSWORD"] = password
 
@@ -188,7 +254,10 @@ def run_engine(settings: Settings) -> int:
         raise EngineUnavailableError(f"the engine did not start: {exc}") from exc
     try:
         hs = sidecar.handshake
-        info = EngineInfo(hs.token, hs.tenant_id, hs.grpc_address, hs.api_url, os.getpid())
+        info = EngineInfo(
+            hs.token, hs.tenant_id, hs.grpc_address, hs.api_url, os.getpid(),
+            started=process_start(os.getpid()),
+        )  # fmt: skip
         _write_atomic(settings.engine_file, json.dumps(info.__dict__))
         print(f"engine ready: gRPC {hs.grpc_address}, API {hs.api_url}", flush=True)
         while not stop.wait(1.0):
@@ -215,7 +284,7 @@ def start_engine_background(settings: Settings) -> EngineInfo:
     if existing is not None:
         return existing
     embedded_options(settings)  # a missing sidecar or database is said here, not in the log
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_path = settings.state_dir / "engine-launcher.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
@@ -224,6 +293,7 @@ def start_engine_background(settings: Settings) -> EngineInfo:
             stdout=log,
             stderr=log,
             start_new_session=True,  # not killed with the terminal or the caller
+            env=engine_environment(dict(os.environ)),
         )
     deadline = time.monotonic() + settings.engine_start_timeout_seconds
     while time.monotonic() < deadline:

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,8 @@ from workflows.engine import (
     EngineUnavailableError,
     connect,
     embedded_options,
+    engine_environment,
+    process_start,
     running_engine,
     split_password,
     stop_engine,
@@ -18,7 +21,7 @@ from workflows.engine import (
 from workflows.settings import Settings
 
 
-def _write(path: Path, pid: int) -> None:
+def _write(path: Path, pid: int, started: str | None = None) -> None:
     path.write_text(
         json.dumps(
             {
@@ -27,6 +30,7 @@ def _write(path: Path, pid: int) -> None:
                 "grpc_address": "127.0.0.1:1",
                 "api_url": "http://127.0.0.1:2",
                 "pid": pid,
+                **({"started": started} if started else {}),
             }
         )
     )
@@ -71,6 +75,75 @@ def test_stopping_an_engine_this_process_started_returns_when_it_exits(settings:
     assert running_engine(settings) is None
 
 
+def test_a_pid_given_to_another_process_is_not_the_engine(settings: Settings) -> None:
+    """``engine stop`` must never signal a process that merely reuses the engine's pid."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = process_start(other.pid)
+        assert started is not None
+        _write(settings.engine_file, other.pid, started=str(int(started) - 1))
+        assert running_engine(settings) is None
+        assert stop_engine(settings, timeout=1) is False
+        assert other.poll() is None  # not signalled
+        _write(settings.engine_file, other.pid, started=started)
+        assert running_engine(settings) is not None
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_the_engine_inherits_no_credentials_it_does_not_need() -> None:
+    caller = {
+        "PATH": "/usr/bin",
+        "HOME": "/home/a",
+        "LC_ALL": "C.UTF-8",
+        "ANTHROPIC_API_KEY": "sk-ant-x",
+        "AWS_SECRET_ACCESS_KEY": "a",
+        "SUPPORT_AGENT_API_SECRET": "whsec_x",
+        "SUPPORT_AGENT_DELIVERY_SECRET": "whsec_y",
+        "SUPPORT_AGENT_EVIDENCE__S3_ACCESS_KEY_ID": "k",
+        "SUPPORT_AGENT_EVIDENCE__S3_SECRET_ACCESS_KEY": "s",
+        "HATCHET_CLIENT_TOKEN": "ey.x",
+        "SUPPORT_AGENT_STATE_DIR": "/var/lib/sa",
+        "HATCHET_CLIENT_EMBEDDED_DATABASE_URL": "postgresql://h/db",
+        "HATCHET_ENGINE_BIND_ADDRESS": "127.0.0.1",
+        "SERVER_GRPC_MAX_MSG_SIZE": "1",
+        "PGPASSWORD": "p",
+    }
+    assert engine_environment(caller) == {
+        "PATH": "/usr/bin",
+        "HOME": "/home/a",
+        "LC_ALL": "C.UTF-8",
+        "SUPPORT_AGENT_STATE_DIR": "/var/lib/sa",
+        "HATCHET_CLIENT_EMBEDDED_DATABASE_URL": "postgresql://h/db",
+        "HATCHET_ENGINE_BIND_ADDRESS": "127.0.0.1",
+        "SERVER_GRPC_MAX_MSG_SIZE": "1",
+        "PGPASSWORD": "p",
+    }
+
+
+def test_the_engine_file_is_owner_only_from_the_start(settings: Settings) -> None:
+    from workflows.engine import _write_atomic
+
+    seen: list[int] = []  # the file's mode whenever it is touched after its creation
+    replace, chmod = os.replace, Path.chmod
+
+    def spy_replace(src: Any, dst: Any) -> None:
+        seen.append(os.stat(src).st_mode & 0o777)
+        replace(src, dst)
+
+    def spy_chmod(path: Path, mode: int, **kw: Any) -> None:
+        seen.append(path.stat().st_mode & 0o777)
+        chmod(path, mode, **kw)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "replace", spy_replace)
+        patch.setattr(Path, "chmod", spy_chmod)
+        _write_atomic(settings.engine_file, "{}")
+    assert seen and set(seen) == {0o600}, seen
+    assert settings.engine_file.stat().st_mode & 0o777 == 0o600
+
+
 def test_garbage_engine_file_is_ignored(settings: Settings) -> None:
     settings.engine_file.write_text("{not json")
     assert running_engine(settings) is None
@@ -104,7 +177,14 @@ def test_the_database_url_is_the_one_set_up_wrote(
         ),
         ("postgres://u@h/db", "postgres://u@h/db", None),
         ("postgresql://h/db?x=a@b", "postgresql://h/db?x=a@b", None),
-        ("host=h user=u password=p dbname=d", "host=h user=u password=p dbname=d", None),
+        ("host=h user=u password=p dbname=d", "host=h user=u  dbname=d", "p"),
+        ("password='a b\\'c' host=h", "host=h", "a b'c"),
+        ("host=h dbname=d", "host=h dbname=d", None),
+        (
+            "postgresql://u@h/db?sslmode=disable&password=x%20y",
+            "postgresql://u@h/db?sslmode=disable",
+            "x y",
+        ),
     ],
 )
 def test_the_password_is_split_off_the_url(url: str, without: str, password: str | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import stat
@@ -102,6 +103,17 @@ def test_stores_keep_blobs_by_hash_and_verify_every_read(tmp_path: Path, kind: s
         list(store.read(facts.sha256, facts.size))
     store.delete(facts.sha256)
     assert store.size(facts.sha256) is None
+
+
+def test_a_local_store_keeps_customers_files_from_other_local_users(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "evidence")
+    data = b"ERROR card 4111\n"
+    sha = hashlib.sha256(data).hexdigest()
+    store.put(sha, len(data), io.BytesIO(data))
+    blob = tmp_path / "evidence" / "blobs" / sha[:2] / sha
+    assert blob.stat().st_mode & 0o777 == 0o440
+    for directory in ("blobs", f"blobs/{sha[:2]}", "holds", "tmp"):
+        assert (tmp_path / "evidence" / directory).stat().st_mode & 0o007 == 0, directory
 
 
 def test_a_local_store_leaves_no_partial_blob(tmp_path: Path) -> None:
