@@ -58,7 +58,7 @@ from workflows.client import (
 )
 from workflows.deps import open_evidence_store
 from workflows.engine import EngineUnavailableError, connect
-from workflows.settings import Settings
+from workflows.settings import Settings, webhook_secret_problem
 from workflows.support import SupportWorkflow, build_support_workflow
 from workflows.transcript import (
     CustomerReplyEntry,
@@ -249,6 +249,9 @@ def create_app(
             "Webhooks, a whsec_<base64> secret); --insecure-no-auth is for local trials only"
         )
     if secret:
+        problem = webhook_secret_problem("SUPPORT_AGENT_API_SECRET", secret)
+        if problem is not None:
+            raise ValueError(problem)
         try:
             Webhook(secret)
         except Exception:  # never echo the secret

@@ -462,7 +462,7 @@ async def _tickets(args: argparse.Namespace, settings: Settings) -> int:
 # -- parsers -------------------------------------------------------------------------
 
 
-def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Usage errors as one line on stderr (exit 2), pointing at --help."""
 
     def error(message: str) -> NoReturn:
@@ -476,7 +476,7 @@ def add_ticket_commands(commands: argparse._SubParsersAction[Any]) -> None:
     """Add submit, reply, watch, show and tickets to the ``support-agent`` parser."""
 
     def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
-        return _one_line_errors(
+        return one_line_errors(
             commands.add_parser(name, help=help_text, description=description, epilog=_EPILOG)
         )
 

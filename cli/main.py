@@ -6,6 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
+from agent.validation import first_error
 from workflows.settings import Settings
 
 
@@ -120,12 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run two sample tickets end to end")
     demo.set_defaults(handler=_demo)
+    from cli.commands import one_line_errors
+
+    for command in commands.choices.values():  # usage errors: one line, whatever the command
+        one_line_errors(command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # its first problem, never the values (secrets among them)
+        print(f"support-agent: error: configuration: {first_error(exc)}", file=sys.stderr)
+        return 2
     try:
         code: int = args.handler(args, settings)
     except KeyboardInterrupt:

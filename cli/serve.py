@@ -21,13 +21,23 @@ def add_serve_parser(commands: argparse._SubParsersAction[Any]) -> None:
     p.add_argument(
         "--host", default=None, help="bind address (default: SUPPORT_AGENT_API_HOST, 127.0.0.1)"
     )
-    p.add_argument("--port", type=int, default=None, help="default: SUPPORT_AGENT_API_PORT, 8400")
+    p.add_argument("--port", type=_port, default=None, help="default: SUPPORT_AGENT_API_PORT, 8400")
     p.add_argument(
         "--insecure-no-auth",
         action="store_true",
         help="accept unsigned requests: for local trials on a loopback address only",
     )
     p.set_defaults(handler=serve)
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port from 1 to 65535: {value!r}")
+    return port
 
 
 def _loopback(host: str) -> bool:
@@ -55,6 +65,12 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         if args.insecure_no_auth
         else ("Standard Webhooks signatures required")
     )
-    logging.getLogger("support_agent.api").info("serving on http://%s:%d; %s", host, port, auth)
+    log = logging.getLogger("support_agent.api")
+    log.info("serving on http://%s:%d; %s", host, port, auth)
+    if not _loopback(host):
+        log.warning(
+            "listening beyond this host on plain HTTP: put a TLS proxy in front (the signature "
+            "does not hide tickets, and a captured request can be replayed for 5 minutes)"
+        )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import urllib.parse
 from dataclasses import dataclass
 
 from pydantic import SecretStr
@@ -24,7 +25,7 @@ from evidence.store import (
 )
 from sandbox import InputFile, Sandbox
 from workflows.delivery import Deliverer, describe_url
-from workflows.settings import ConfigurationError, Settings
+from workflows.settings import ConfigurationError, Settings, webhook_secret_problem
 
 
 class EvidenceGoneError(EvidenceMissingError):
@@ -129,6 +130,22 @@ def choose_deliverer(settings: Settings) -> Deliverer | None:
         raise ConfigurationError(
             "SUPPORT_AGENT_DELIVERY_URL is set but SUPPORT_AGENT_DELIVERY_SECRET is not: "
             "outbound events are always signed (a whsec_<base64> secret)"
+        )
+    problem = webhook_secret_problem(
+        "SUPPORT_AGENT_DELIVERY_SECRET", settings.delivery_secret.get_secret_value()
+    )
+    if problem is not None:
+        raise ConfigurationError(problem)
+    try:
+        parts = urllib.parse.urlsplit(settings.delivery_url)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # raises for a port out of range
+    except ValueError:
+        usable = False
+    if not usable:  # said now, not retried at every delivery
+        raise ConfigurationError(
+            "SUPPORT_AGENT_DELIVERY_URL must be an http:// or https:// URL with a host (and a "
+            "port from 1 to 65535, if any)"
         )
     try:
         return Deliverer(

@@ -12,6 +12,8 @@ and every command shares one state directory.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -32,6 +34,27 @@ DATABASE_URL_FILE = "database-url"
 
 class ConfigurationError(ValueError):
     """The configuration cannot work; the message says which variable to set."""
+
+
+# Standard Webhooks secrets: 24 to 64 random bytes, as its reference libraries make them.
+MIN_WEBHOOK_KEY_BYTES = 24
+
+
+def webhook_secret_problem(name: str, secret: str) -> str | None:
+    """What is wrong with a ``whsec_<base64>`` secret (never quoting it), or None.
+
+    A short key would make every signature guessable: at least 24 bytes.
+    """
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return f"{name} is not a valid whsec_<base64> secret"
+    if len(key) < MIN_WEBHOOK_KEY_BYTES:
+        return (
+            f"{name} has a {len(key)}-byte key; at least {MIN_WEBHOOK_KEY_BYTES} random bytes are "
+            "needed (e.g. whsec_$(head -c 32 /dev/urandom | base64))"
+        )
+    return None
 
 
 def _default_state_dir() -> Path:
@@ -162,11 +185,15 @@ class Settings(BaseSettings):
     )
     engine_grpc_port: int = Field(
         default=7077,
+        ge=1,
+        le=65535,
         validation_alias=_env("HATCHET_CLIENT_EMBEDDED_GRPC_PORT", "engine_grpc_port"),
         description="The embedded engine's gRPC port (127.0.0.1).",
     )
     engine_api_port: int = Field(
         default=8080,
+        ge=1,
+        le=65535,
         validation_alias=_env("HATCHET_CLIENT_EMBEDDED_API_PORT", "engine_api_port"),
         description="The embedded engine's REST API port (127.0.0.1).",
     )

@@ -295,6 +295,11 @@ def test_the_api_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
         create_app(Settings(state_dir=tmp_path))
     with pytest.raises(ValueError, match="not a valid whsec_"):
         create_app(Settings(state_dir=tmp_path, api_secret=SecretStr("whsec_***")))
+    # A key anyone could guess: refused, and never quoted.
+    for weak, size in (("whsec_AA==", 1), ("cGFzc3dvcmQ=", 8)):
+        with pytest.raises(ValueError, match=f"has a {size}-byte key; at least 24") as refused:
+            create_app(Settings(state_dir=tmp_path, api_secret=SecretStr(weak)))
+        assert weak not in str(refused.value)
     app = create_app(Settings(state_dir=tmp_path), insecure_no_auth=True)
     unsigned = TestClient(app, raise_server_exceptions=False).post("/v1/tickets", json=TICKET)
     assert unsigned.status_code == 503  # let in, and stopped only by the missing engine

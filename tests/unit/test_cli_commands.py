@@ -222,6 +222,8 @@ def test_other_bad_input_fails_before_connecting(
         (["tickets", "--limit", "0"], "must be at least 1"),
         (["tickets", "--since", "8d"], "at most 7d"),
         (["tickets", "--since", "yesterday"], "not a duration"),
+        (["serve", "--port", "70000"], "not a port from 1 to 65535: '70000'"),
+        (["serve", "--port", "0"], "not a port from 1 to 65535: '0'"),
     ],
 )
 def test_usage_errors_are_one_line(
@@ -229,6 +231,26 @@ def test_usage_errors_are_one_line(
 ) -> None:
     err = expect_exit(capsys, argv)
     assert message in err and err.rstrip().endswith("(see --help)")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("SUPPORT_AGENT_API_PORT", "abc", "configuration: api_port: Input should be a valid"),
+        ("SUPPORT_AGENT_LLM", "gpt", "configuration: llm: Input should be 'claude' or"),
+        ("HATCHET_CLIENT_EMBEDDED_GRPC_PORT", "99999", "less than or equal to 65535"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_it(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    message: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    err = fails_cleanly(capsys, ["tickets"])
+    assert message in err and value not in err.partition(":")[2].replace(message, "")
 
 
 @pytest.mark.parametrize("command", ["submit", "reply", "watch", "show", "tickets"])

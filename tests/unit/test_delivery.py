@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import httpx2
 import pytest
+from pydantic import SecretStr
 from standardwebhooks import Webhook
 
 from workflows.delivery import (
@@ -16,6 +17,8 @@ from workflows.delivery import (
     DeliveryRefused,
     event_id,
 )
+from workflows.deps import choose_deliverer
+from workflows.settings import ConfigurationError, Settings
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 URL = "http://helpdesk.test/hooks"
@@ -111,3 +114,23 @@ def test_each_event_loop_gets_a_working_client_and_close_is_safe() -> None:
 
     asyncio.run(deliver_then_close())
     assert len(recorder.requests) == 4
+
+
+@pytest.mark.parametrize(
+    ("url", "secret", "message"),
+    [
+        ("https://desk.example.com/hook", "whsec_AA==", "has a 1-byte key; at least 24"),
+        ("https://desk.example.com/hook", "not base64!", "not a valid whsec_<base64> secret"),
+        ("desk.example.com/hook", SECRET, "must be an http:// or https:// URL with a host"),
+        ("ftp://desk.example.com/hook", SECRET, "must be an http:// or https:// URL"),
+        ("https://desk.example.com:70000/hook", SECRET, "a port from 1 to 65535"),
+    ],
+)
+def test_a_delivery_that_can_never_work_is_refused_at_start(
+    url: str, secret: str, message: str
+) -> None:
+    """Said once when the worker starts, not retried at every reply."""
+    settings = Settings(delivery_url=url, delivery_secret=SecretStr(secret))
+    with pytest.raises(ConfigurationError, match=message) as refused:
+        choose_deliverer(settings)
+    assert secret not in str(refused.value)
