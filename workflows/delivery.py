@@ -24,6 +24,8 @@ from standardwebhooks import Webhook
 
 EventType = Literal["ticket.replied", "ticket.resolved", "ticket.escalated"]
 RETRYABLE_STATUS = frozenset({408, 429})
+# How much of a helpdesk's answer is read: its status is all a delivery needs.
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 def event_id(run_id: str, kind: EventType, round_number: int) -> str:
@@ -128,21 +130,38 @@ class Deliverer:
 
     async def deliver(self, event: DeliveryEvent) -> DeliveryResult:
         body = event.body()
+        where = f"{event.type} {event.id} to {describe_url(self.url)}"
         try:
-            response = await self._http().post(
-                self.url, content=body.encode(), headers=self.headers(event, body)
-            )
-        except httpx2.TransportError as exc:  # timeouts, refused connections, resets
-            raise DeliveryFailed(
-                f"{event.type} {event.id} to {describe_url(self.url)}: {type(exc).__name__}: {exc}"
-            ) from exc
-        status = response.status_code
+            # The whole exchange within the timeout: the client's own applies to
+            # each read, so a helpdesk trickling its answer could hold a slot.
+            async with asyncio.timeout(self._timeout):
+                status = await self._post(body.encode(), self.headers(event, body))
+        except TimeoutError as exc:
+            raise DeliveryFailed(f"{where}: no answer within {self._timeout:g} s") from exc
+        except httpx2.TransportError as exc:  # refused connections, resets
+            raise DeliveryFailed(f"{where}: {type(exc).__name__}: {exc}") from exc
         if 200 <= status < 300:
             return DeliveryResult(id=event.id, type=event.type, delivered=True, status_code=status)
-        message = f"{event.type} {event.id} to {describe_url(self.url)}: HTTP {status}"
+        message = f"{where}: HTTP {status}"
         if status >= 500 or status in RETRYABLE_STATUS:
             raise DeliveryFailed(message)
         raise DeliveryRefused(message)
+
+    async def _post(self, content: bytes, headers: dict[str, str]) -> int:
+        """POST and return the status.
+
+        The answer's body is never needed: at most ``MAX_ANSWER_BYTES`` of it
+        are read (a short one whole, so the connection can be reused).
+        """
+        async with self._http().stream(
+            "POST", self.url, content=content, headers=headers
+        ) as answer:
+            read = 0
+            async for chunk in answer.aiter_bytes():
+                read += len(chunk)
+                if read > MAX_ANSWER_BYTES:
+                    break  # the rest is dropped with the connection
+            return answer.status_code
 
 
 def skipped(event: DeliveryEvent, reason: str) -> DeliveryResult:

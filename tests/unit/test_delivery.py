@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx2
 import pytest
@@ -134,3 +139,55 @@ def test_a_delivery_that_can_never_work_is_refused_at_start(
     with pytest.raises(ConfigurationError, match=message) as refused:
         choose_deliverer(settings)
     assert secret not in str(refused.value)
+
+
+class _Helpdesk(BaseHTTPRequestHandler):
+    """A helpdesk on 127.0.0.1 whose 200 comes with a huge body, or one trickled."""
+
+    written = 0
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        self.send_response(200)
+        self.send_header("content-length", str(BIG))
+        self.end_headers()
+        chunk = b"x" * 65536 if self.path == "/big" else b"x"
+        try:
+            while type(self).written < BIG:
+                self.wfile.write(chunk)
+                type(self).written += len(chunk)
+                if self.path == "/slow":
+                    time.sleep(0.2)
+        except OSError:
+            pass  # the deliverer hung up: what these tests want
+
+
+BIG = 200 * 1024 * 1024
+
+
+@pytest.fixture
+def helpdesk() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Helpdesk)
+    _Helpdesk.written = 0
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_answers_body_is_not_read_past_a_little(helpdesk: str) -> None:
+    """Only the status matters: a 200 MB answer is neither read nor held."""
+    result = asyncio.run(Deliverer(f"{helpdesk}/big", SECRET).deliver(_event()))
+    assert result.delivered and result.status_code == 200
+    assert _Helpdesk.written < BIG // 4  # it stopped writing when we hung up
+
+
+def test_an_answer_trickled_slower_than_the_timeout_fails_the_attempt(helpdesk: str) -> None:
+    """The timeout bounds the whole exchange, not each read (one byte every 0.2 s)."""
+    started = time.monotonic()
+    with pytest.raises(DeliveryFailed, match="no answer within 1 s"):
+        asyncio.run(Deliverer(f"{helpdesk}/slow", SECRET, timeout_seconds=1).deliver(_event()))
+    assert time.monotonic() - started < 5
