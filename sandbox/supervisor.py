@@ -89,6 +89,15 @@ def _arm_watchdog(seconds: float) -> None:
 _SECCOMP_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 # clone, unshare, setns, clone3
 _SECCOMP_NR = {"x86_64": (56, 272, 308, 435), "aarch64": (220, 97, 268, 435)}
+# What can signal a process by pid: kill, tkill, tgkill, rt_sigqueueinfo,
+# rt_tgsigqueueinfo, pidfd_open. None of them may name pid 1, the supervisor:
+# under runc the kernel protects a namespace's init from signals it has no
+# handler for, but gVisor does not, and code that kills its supervisor
+# leaves no report (its output lost, the run retried as the sandbox's failure).
+_SIGNAL_NR = {
+    "x86_64": (62, 200, 234, 129, 297, 434),
+    "aarch64": (129, 130, 131, 138, 240, 434),
+}
 _CLONE_NEW_FLAGS = 0x7E020080  # CLONE_NEW{NS,CGROUP,UTS,IPC,USER,PID,NET,TIME}
 _EPERM, _ENOSYS = 1, 38
 
@@ -104,17 +113,21 @@ def seccomp_program(machine: str) -> bytes:
         (jeq, 0, "enosys", _SECCOMP_ARCH[machine]),
         (ld, 0, 0, 0),  # its number
         (jge, "enosys", 0, 0x40000000),  # x32 numbers
+        *((jeq, "signal", 0, nr) for nr in _SIGNAL_NR[machine]),
         (jeq, "eperm", 0, unshare),
         (jeq, "eperm", 0, setns),
         (jeq, "enosys", 0, clone3),  # C libraries fall back to clone, checked below
         (jeq, 0, "allow", clone),
         (ld, 0, 0, 16),  # clone's flags (low half of the first argument)
         (jset, "eperm", "allow", _CLONE_NEW_FLAGS),
+        (ld, 0, 0, 16),  # "signal": the pid signalled (low half of the first argument)
+        (jeq, "eperm", "allow", 1),
         (ret, 0, 0, allow),
         (ret, 0, 0, errno | _EPERM),
         (ret, 0, 0, errno | _ENOSYS),
     ]
-    labels = {"allow": len(program) - 3, "eperm": len(program) - 2, "enosys": len(program) - 1}
+    end = len(program)
+    labels = {"signal": end - 5, "allow": end - 3, "eperm": end - 2, "enosys": end - 1}
     out = b""
     for index, (code, true, false, k) in enumerate(program):
         jt = labels[true] - index - 1 if isinstance(true, str) else true
@@ -228,6 +241,9 @@ def _spawn(request: Request, stdout: int, stderr: int) -> int:
                 (os.POSIX_SPAWN_DUP2, stderr, 2),
             ],
             setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ),
+            # A session of its own: `kill 0` (bash's `trap 'kill 0' EXIT`) then
+            # signals the code's processes, not the supervisor with them.
+            setsid=True,
         )
     finally:
         _set_oom_score_adj(b"0")
@@ -463,6 +479,8 @@ def main(argv: list[str]) -> None:
         # kill(-1) outside a container would hit every process of the user.
         sys.exit("sandbox supervisor: refusing to run outside a container (not pid 1)")
     _open_oom_score_adj()
+    # Python's SIGINT handler would let a stray SIGINT end the supervisor: none but the watchdog's.
+    _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
     _harden()
     idle_seconds = float(argv[1])
     grace_seconds = float(argv[2])

@@ -212,6 +212,49 @@ async def test_infinite_loop_times_out(
     assert_cleaned_up(within=5)
 
 
+async def test_the_code_cannot_signal_its_supervisor(
+    docker_sandbox: DockerSandbox, make_request: RequestFactory, assert_cleaned_up: Cleanup
+) -> None:
+    """Pid 1 reports the run: gVisor, unlike Linux, does not protect a namespace's init."""
+    code = textwrap.dedent(
+        """
+        import os, signal, sys
+        print("before", flush=True)
+        for sig in ("SIGKILL", "SIGTERM", "SIGINT", "SIGALRM", "SIGSTOP"):
+            try:
+                os.kill(1, getattr(signal, sig))
+                print(sig, "delivered")
+            except PermissionError:
+                print(sig, "refused")
+        try:
+            os.close(os.pidfd_open(1))
+            print("pidfd opened")
+        except PermissionError:
+            print("pidfd refused")
+        sys.stdout.flush()
+        """
+    )
+    result = await docker_sandbox.run(make_request(code, timeout=10))
+    assert result.exit_code == 0, result
+    assert result.stdout.split() == [
+        "before", *(w for sig in ("SIGKILL", "SIGTERM", "SIGINT", "SIGALRM", "SIGSTOP")
+                    for w in (sig, "refused")), "pidfd", "refused",
+    ]  # fmt: skip
+    assert_cleaned_up()
+
+
+async def test_bashs_kill_0_idiom_ends_the_code_not_the_supervisor(
+    docker_sandbox: DockerSandbox, make_request: RequestFactory, assert_cleaned_up: Cleanup
+) -> None:
+    """`trap 'kill 0' EXIT` signals the code's process group: its own session, not pid 1's."""
+    code = "trap 'kill 0' EXIT\nsleep 30 &\necho checked"
+    result = await docker_sandbox.run(make_request(code, language="bash", timeout=10))
+    assert result.stdout == "checked\n"
+    assert result.exit_code == 128 + signal.SIGTERM  # bash killed itself with its group
+    assert not result.timed_out
+    assert_cleaned_up()
+
+
 async def test_sigterm_ignoring_processes_are_killed(
     docker_sandbox: DockerSandbox, make_request: RequestFactory, assert_cleaned_up: Cleanup
 ) -> None:
