@@ -336,6 +336,25 @@ def put_inputs(
             raise SandboxError("Docker did not accept the attachments")
 
 
+def check_still_waiting(client: docker.DockerClient, config: SandboxConfig, container: str) -> None:
+    """After a copy of inputs: the supervisor must still be waiting for its request.
+
+    A copy slower than allowed for outlasts the supervisor's wait; attaching
+    to the stopped container would then hang until the run's deadline and
+    end as a timeout of code that never ran.
+    """
+    with docker_errors(config, "inspect the container"):
+        try:
+            state = client.api.inspect_container(container).get("State") or {}
+        except docker.errors.NotFound:  # stopped, and auto-removed already
+            state = {}
+    if not state.get("Running"):
+        raise SandboxError(
+            "the container stopped waiting for its code while the attachments were copied in "
+            "(a copy slower than the sandbox allows for); retry"
+        )
+
+
 def attach(client: docker.DockerClient, config: SandboxConfig, container: str) -> Any:
     with docker_errors(config, "attach to the container"):
         return client.api.attach_socket(

@@ -156,7 +156,13 @@ class DockerSandbox:
         return converse(self.client(), self.config, container, prepared)
 
     async def _from_pool(self, name: str, prepared: PreparedRequest) -> str | None:
-        """A pool container made this execution's, or None (empty pool, unusable one)."""
+        """A pool container made this execution's, or None (empty pool, unusable one).
+
+        Inputs that may take longer to copy than a pool container is sure to
+        wait go to a fresh container, whose wait is stretched for them.
+        """
+        if prepared.copy_seconds > _POOL_CLAIM_MARGIN_SECONDS / 2:
+            return None
         pooled = self._pool.take()
         if pooled is None:
             return None
@@ -177,16 +183,19 @@ class DockerSandbox:
         containers.rename_container(client, self.config, pooled.id, name)
         if prepared.files:
             containers.put_inputs(client, self.config, pooled.id, prepared.files)
+            containers.check_still_waiting(client, self.config, pooled.id)
         return pooled.id
 
     def _create_fresh(self, name: str, prepared: PreparedRequest) -> str:
         request = prepared.request
-        expires = containers.expiry_for_fresh(self.config, prepared.timeout)
+        # The supervisor waits for its request while the inputs are copied in.
+        wait = self.config.startup_grace_seconds + prepared.copy_seconds
+        expires = containers.expiry_for_fresh(self.config, prepared.timeout + prepared.copy_seconds)
         ids = (request.ticket_id, request.run_id, request.step_id)
         return self._new_container(
             name=name,
             labels=self._labels.for_container(expires, ids),
-            idle_seconds=self.config.startup_grace_seconds,
+            idle_seconds=wait,
             files=prepared.files,
         )
 
@@ -229,6 +238,7 @@ class DockerSandbox:
                 # only exists while the container runs. The supervisor does
                 # not start the code before its request, which comes after.
                 containers.put_inputs(client, self.config, container, files)
+                containers.check_still_waiting(client, self.config, container)
         except BaseException:
             self._remove_blocking(container)
             raise

@@ -12,10 +12,12 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
-from sandbox.config import SandboxConfig
+from sandbox.config import MIB, SandboxConfig
 from sandbox.errors import InvalidInputError
 from sandbox.models import ExecutionRequest, InputFile, Language
 
+# The slowest copy of inputs into a container allowed for (a store far away).
+MIN_INPUT_BYTES_PER_SECOND = 4 * MIB
 # Control, format (bidi overrides, zero-width), surrogate, line/paragraph separators.
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
@@ -31,6 +33,16 @@ class PreparedRequest:
     @property
     def files(self) -> list[InputFile]:
         return self.request.files
+
+    @property
+    def copy_seconds(self) -> float:
+        """How long copying the inputs in may take, at the slowest rate allowed for.
+
+        A container's supervisor waits for its request only so long: a large
+        copy from a slow store must not outlast that wait (the run would end
+        as a timeout without the code ever running).
+        """
+        return sum(f.size for f in self.files) / MIN_INPUT_BYTES_PER_SECOND
 
     @property
     def language(self) -> Language:

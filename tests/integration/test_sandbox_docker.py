@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
 import docker
 import pytest
@@ -133,3 +134,41 @@ async def test_by_default_gvisor_runs_the_code_where_registered(
     assert (result.runtime, result.kernel) == ("runsc", "4.4.0")
     assert sandbox.runtime_label == "runsc (gVisor)"
     assert_cleaned_up()
+
+
+def _trickled(seconds: float, size: int, pieces: int = 8) -> Callable[[], Iterator[bytes]]:
+    """An input's stream that takes ``seconds`` to deliver ``size`` bytes (a slow store)."""
+
+    def stream() -> Iterator[bytes]:
+        for _ in range(pieces):
+            time.sleep(seconds / pieces)
+            yield b"b" * (size // pieces)
+
+    return stream
+
+
+async def test_the_wait_for_the_code_stretches_with_the_inputs_and_a_slower_copy_is_said(
+    docker_client: docker.DockerClient,
+    make_request: RequestFactory,
+    assert_cleaned_up: Callable[..., None],
+) -> None:
+    """A container waits 3 s for its request here, plus 1 s per 4 MiB of inputs."""
+    sandbox = DockerSandbox(
+        small_sandbox_config(runtime="runc", startup_grace_seconds=3), client=docker_client
+    )
+    code = "import os; print(sorted(os.listdir('/work/input')))"
+    try:
+        # 8 MiB in 4 s: within 3 s + 2 s, so the code runs.
+        big = InputFile("big.log", size=8 * 1024 * 1024, source=_trickled(4, 8 * 1024 * 1024))
+        result = await sandbox.run(make_request(code, files=[big], step_id="big", timeout=5))
+        assert (result.exit_code, result.stdout) == (0, "['big.log']\n")
+        # 8 KiB in 4.5 s: slower than allowed for. Said at once, not after the
+        # run's timeout as a timeout of code that never ran.
+        small = InputFile("small.log", size=8192, source=_trickled(4.5, 8192))
+        started = time.monotonic()
+        with pytest.raises(SandboxError, match="stopped waiting for its code"):
+            await sandbox.run(make_request(code, files=[small], step_id="small", timeout=30))
+        assert time.monotonic() - started < 15
+    finally:
+        await sandbox.close()
+    assert_cleaned_up(within=10)
