@@ -13,7 +13,9 @@ from pydantic import BaseModel, Field
 class Budget(BaseModel):
     max_steps: int = Field(default=12, ge=1, description="Model turns per ticket.")
     max_code_runs: int = Field(default=24, ge=0, description="Sandbox executions per ticket.")
-    max_sandbox_seconds: float = Field(default=600, ge=0, description="Total sandbox time.")
+    max_sandbox_seconds: float = Field(
+        default=600, ge=0, description="Total sandbox time (0: unlimited)."
+    )
     max_tokens: int = Field(default=600_000, ge=1, description="Model tokens (in + out).")
 
 

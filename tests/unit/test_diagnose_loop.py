@@ -106,7 +106,8 @@ async def test_sandbox_time_budget_escalates() -> None:
         default=FakeOutcome(duration_seconds=3),
     )
     decision, _ = await h.run()
-    assert decision.reason == "sandbox-time budget exhausted (6.0 of 4 s)"
+    # The second run gets the 1 s left as its timeout: the budget is not overrun.
+    assert decision.reason == "sandbox-time budget exhausted (4.0 of 4 s)"
     assert len(h.sandbox.requests) == 2
 
 
@@ -217,3 +218,18 @@ async def test_a_failed_model_call_escalates_with_its_error() -> None:
     assert decision.kind == "escalate"
     assert decision.reason == "the model call failed: Claude API error 401: invalid x-api-key"
     assert h.state.spent.steps == 0
+
+
+async def test_a_turns_parallel_runs_share_what_is_left_of_the_sandbox_time() -> None:
+    """Checked only between turns, the budget would let 24 runs of 60 s spend 1,440 s."""
+    many = [tool_call("run_code", code(f"check {i}"), f"c{i}") for i in range(4)]
+    h = Harness(
+        [many, many, [tool_call("reply_to_customer", reply(), "r1")]],
+        budget=Budget(max_sandbox_seconds=100),
+        default=FakeOutcome(duration_seconds=20.0),
+    )
+    await h.run()
+    timeouts = [r.timeout_seconds for r in h.sandbox.requests]
+    # 100 s left for 4 runs: 25 s each; then 20 s left (4 x 20 s spent): 5 s each.
+    assert timeouts == [25.0] * 4 + [5.0] * 4
+    assert h.state.run.code_timeout_seconds > 25
