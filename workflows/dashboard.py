@@ -62,6 +62,8 @@ def find_dashboard(settings: Settings, tenant_id: str, server_url: str) -> Dashb
         info = json.loads(dashboard_file(settings).read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(info, dict) or not isinstance(info.get("url"), str):
+        return None  # not what the sidecar writes: as if there were none
     credentials = info.get("credentials_file")
     return Dashboard(
         url=str(info["url"]),

@@ -79,3 +79,12 @@ def test_links_open_a_run_a_task_and_a_ticket_filtered_run_list(state: Path) -> 
     query = urllib.parse.urlparse(board.ticket_url("T-1")).query
     (filters,) = urllib.parse.parse_qs(query).values()
     assert json.loads(filters[0]) == {"m": ["ticket_id:T-1"], "tw": "7d"}
+
+
+@pytest.mark.parametrize("content", ['["http://x"]', '{"built": true}', '{"url": 5}', "null"])
+def test_a_dashboard_file_not_as_the_sidecar_writes_it_means_none(
+    state: Path, content: str
+) -> None:
+    engine_files(state)
+    (state / "dashboard.json").write_text(content)
+    assert find_dashboard(Settings(), TENANT, "http://unused") is None
