@@ -54,9 +54,14 @@ def reap_expired_blocking(
                 removed += 1
             except docker.errors.APIError as exc:
                 log.warning("sandbox reaper: cannot remove %s: %s", info["Id"][:12], exc)
-    # Anonymous input volumes normally go with their container; prune strays.
+    # Input volumes normally go with their container; remove strays one by one
+    # (Docker 20.10's volume prune passes over volumes with driver options,
+    # as these tmpfs ones have). One in use is refused (409) and kept.
     with contextlib.suppress(docker.errors.APIError):
-        client.api.prune_volumes(filters={"label": labels.marker_filter})
+        strays = client.api.volumes(filters={"label": labels.marker_filter, "dangling": True})
+        for volume in (strays or {}).get("Volumes") or []:
+            with contextlib.suppress(docker.errors.APIError):
+                client.api.remove_volume(volume["Name"])
     return removed
 
 

@@ -8,6 +8,7 @@ left behind. Never skipped under CI=true (see ``require_docker``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -657,6 +658,42 @@ async def test_reaper_removes_expired_containers(
             docker_client.api.inspect_container(expired)
     finally:
         sandbox_containers.remove_container(docker_client, current)
+
+
+async def test_reaper_removes_stray_input_volumes_but_not_one_in_use(
+    docker_client: docker.DockerClient,
+    sandbox_config: SandboxConfig,
+    ticket_id: str,
+    leftovers: Callable[[], list[str]],
+) -> None:
+    """Docker 20.10's volume prune passes over these tmpfs volumes: each is removed itself."""
+    labels = Labels(sandbox_config.label_prefix)
+    mount = sandbox_containers.host_config(docker_client, sandbox_config, True)["Mounts"][0]
+    stray = docker_client.api.create_volume(
+        driver="local",
+        driver_opts=mount["VolumeOptions"]["DriverConfig"]["Options"],
+        labels={labels.marker: "1"},
+    )["Name"]
+    in_use = sandbox_containers.create_container(
+        docker_client,
+        sandbox_config,
+        name=container_name(ticket_id, "run-1", "busy"),
+        labels=labels.for_container(time.time() + 60, (ticket_id, "run-1", "busy")),
+        idle_seconds=60,
+        input_volume=True,
+    )
+    docker_client.api.start(in_use)
+    try:
+        await reap_expired(docker_client)
+        with pytest.raises(docker.errors.NotFound):
+            docker_client.api.inspect_volume(stray)
+        mounted = docker_client.api.inspect_container(in_use)["Mounts"]
+        docker_client.api.inspect_volume(mounted[0]["Name"])  # still there: in use
+        assert leftovers() == [in_use]
+    finally:
+        sandbox_containers.remove_container(docker_client, in_use)
+        with contextlib.suppress(docker.errors.NotFound):
+            docker_client.api.remove_volume(stray)
 
 
 CHILD = """
