@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from agent.attachments import Attachment
+from agent.llm import TurnRequest
 from agent.tickets import Ticket
 from evidence import MemoryStore, ingest_bytes
 from evidence.store import EvidenceStore
@@ -27,6 +28,20 @@ TEST_STORE = MemoryStore()
 
 def new_ticket_id(prefix: str = "T") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def turn_request(**fields: Any) -> TurnRequest:
+    """A model turn's request, ``fields`` replacing the defaults (one user message)."""
+    defaults: dict[str, Any] = dict(
+        ticket_id="T-1",
+        customer="c",
+        model="m",
+        max_tokens=256,
+        system="s",
+        tools=[],
+        messages=[{"role": "user", "content": "hi"}],
+    )
+    return TurnRequest(**{**defaults, **fields})
 
 
 def make_ticket(

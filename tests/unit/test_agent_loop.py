@@ -6,6 +6,7 @@ from agent.budget import Budget, Spent, code_runs_left, exhausted
 from agent.llm import TurnResult, Usage
 from agent.loop import plan_turn
 from agent.tools import ESCALATE, REPLY, RUN_CODE, parse_tool_call, tool_definitions
+from tests.conftest import turn_request
 
 CODE = {"language": "python", "code": "print(1)", "purpose": "check"}
 
@@ -129,20 +130,12 @@ def test_tool_definitions_are_stable_and_strict() -> None:
 def test_turn_requests_serialise_identically_whatever_the_key_order() -> None:
     # Replayed child outputs may come back with keys reordered; the replayed
     # request must still be byte-identical to the first one.
-    from agent.llm import TurnRequest
-
     block = {"type": "tool_use", "id": "t", "name": RUN_CODE, "input": {"b": 1, "a": 2}}
     reordered = {"input": {"a": 2, "b": 1}, "name": RUN_CODE, "id": "t", "type": "tool_use"}
 
     def request(content: dict[str, Any]) -> str:
-        return TurnRequest(
-            ticket_id="T",
-            customer="c",
-            model="m",
-            max_tokens=256,
-            system="s",
-            tools=[],
-            messages=[{"role": "assistant", "content": [content]}],
+        return turn_request(
+            messages=[{"role": "assistant", "content": [content]}]
         ).model_dump_json()
 
     assert request(block) == request(reordered)

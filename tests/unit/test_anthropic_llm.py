@@ -9,16 +9,13 @@ import pytest
 import pytest_asyncio
 
 from agent.anthropic_llm import AnthropicLLM
-from agent.llm import LLMError, TurnRequest
+from agent.llm import LLMError
+from tests.conftest import turn_request
 from tests.fake_anthropic import FakeAnthropic, FakeResponse, broken_stream, error, message, text
 
-REQUEST = TurnRequest(
-    ticket_id="T-1",
+REQUEST = turn_request(
     customer="dana@example.com",
-    model="claude-test",
-    max_tokens=256,
     system="You diagnose support tickets.",
-    tools=[],
     messages=[{"role": "user", "content": "Ticket T-1: the export fails."}],
 )
 

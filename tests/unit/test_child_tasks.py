@@ -10,10 +10,10 @@ import pytest
 from hatchet_sdk import ClientConfig, ClientTLSConfig, Hatchet, NonRetryableException
 
 from agent.fake_llm import ScriptedLLM, tool_call
-from agent.llm import LLMError, TurnRequest
+from agent.llm import LLMError
 from evidence import MemoryStore, ingest_bytes
 from sandbox import FakeOutcome, FakeSandbox
-from tests.conftest import offline_token
+from tests.conftest import offline_token, turn_request
 from workflows.deps import Dependencies, EvidenceLoader
 from workflows.models import CodeRunRequest
 from workflows.settings import Settings
@@ -31,21 +31,9 @@ def _tasks(llm: ScriptedLLM, sandbox: FakeSandbox | None, store: MemoryStore = S
     return build_child_tasks(hatchet, Settings(), deps)
 
 
-def _turn_request() -> TurnRequest:
-    return TurnRequest(
-        ticket_id="T-1",
-        customer="c",
-        model="m",
-        max_tokens=256,
-        system="s",
-        tools=[],
-        messages=[{"role": "user", "content": "hi"}],
-    )
-
-
 async def test_llm_turn_returns_the_models_tool_calls() -> None:
     llm = ScriptedLLM([[tool_call("reply_to_customer", {"message": "ok"}, "t1")]])
-    result = await _tasks(llm, None).llm_turn.aio_mock_run(_turn_request())
+    result = await _tasks(llm, None).llm_turn.aio_mock_run(turn_request())
     assert [c.name for c in result.tool_calls] == ["reply_to_customer"]
     assert llm.requests[0].ticket_id == "T-1"
 
@@ -53,13 +41,13 @@ async def test_llm_turn_returns_the_models_tool_calls() -> None:
 async def test_a_permanent_model_error_is_not_retried() -> None:
     llm = ScriptedLLM([LLMError("Claude API error 401: bad key", retryable=False)])
     with pytest.raises(NonRetryableException, match="401"):
-        await _tasks(llm, None).llm_turn.aio_mock_run(_turn_request())
+        await _tasks(llm, None).llm_turn.aio_mock_run(turn_request())
 
 
 async def test_a_transient_model_error_is_left_to_hatchet_retries() -> None:
     llm = ScriptedLLM([LLMError("Claude API error 529: overloaded", retryable=True)])
     with pytest.raises(LLMError) as caught:
-        await _tasks(llm, None).llm_turn.aio_mock_run(_turn_request())
+        await _tasks(llm, None).llm_turn.aio_mock_run(turn_request())
     assert not isinstance(caught.value, NonRetryableException)
 
 

@@ -14,7 +14,8 @@ class FakeApi:
         self._containers = containers
         self.removed: list[str] = []
         self.filters: list[dict[str, Any]] = []
-        self.pruned = False
+        self.volume_filters: list[dict[str, Any]] = []
+        self.removed_volumes: list[str] = []
 
     def containers(self, all: bool, filters: dict[str, Any]) -> list[dict[str, Any]]:
         self.filters.append(filters)
@@ -24,8 +25,12 @@ class FakeApi:
         assert force and v
         self.removed.append(container)
 
-    def prune_volumes(self, filters: dict[str, Any]) -> None:
-        self.pruned = True
+    def volumes(self, filters: dict[str, Any]) -> dict[str, Any]:
+        self.volume_filters.append(filters)
+        return {"Volumes": [{"Name": "stray"}], "Warnings": None}
+
+    def remove_volume(self, name: str) -> None:
+        self.removed_volumes.append(name)
 
 
 class FakeClient:
@@ -57,7 +62,8 @@ def test_removes_expired_garbled_and_old_stopped_only() -> None:
     assert reap_expired_blocking(client, NOW) == 4
     assert client.api.removed == ["expired", "garbled", "unlabelled", "stopped-old"]
     assert client.api.filters == [{"label": "support-agent.sandbox=1"}]
-    assert client.api.pruned
+    assert client.api.volume_filters == [{"label": "support-agent.sandbox=1", "dangling": True}]
+    assert client.api.removed_volumes == ["stray"]
 
 
 async def test_async_form_and_label_prefix() -> None:
