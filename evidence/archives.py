@@ -310,12 +310,17 @@ class _Inflated(io.RawIOBase):
     Skipped members and headers never reach ``_Unpacker.take``, yet they
     cost as much to inflate: without this, a member named ``../x`` could
     inflate without limit (measured: 1 GiB of zeros in a 1 MB upload, 23 s
-    of CPU, never refused).
+    of CPU, never refused). Inflated with zlib here, member by member, so
+    that bytes after the last gzip member end the stream, as tarfile's own
+    reader takes them (a tar not padded to whole records reads past its end).
     """
 
     def __init__(self, unpacker: _Unpacker, packed: BinaryIO) -> None:
         super().__init__()
-        self._reader = gzip.GzipFile(fileobj=packed, mode="rb")
+        self._packed = packed
+        self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._pending = b""  # read from ``packed``, not inflated yet
+        self._ended = False
         limits = unpacker.limits
         allowance = limits.files_left + MAX_OTHER_MEMBERS
         self._cap = min(
@@ -323,7 +328,7 @@ class _Inflated(io.RawIOBase):
             max(RATIO_FLOOR, limits.max_ratio * unpacker.packed_size),
         )
         self._ratio = limits.max_ratio
-        self._packed = unpacker.packed_size
+        self._packed_size = unpacker.packed_size
         self.inflated = 0
 
     def readable(self) -> bool:
@@ -331,19 +336,36 @@ class _Inflated(io.RawIOBase):
 
     def readinto(self, buffer: WriteableBuffer) -> int:
         view = memoryview(buffer).cast("B")
-        chunk = self._reader.read(min(len(view), CHUNK))
+        chunk = self._inflate(min(len(view), CHUNK))
         self.inflated += len(chunk)
         if self.inflated > self._cap:
             raise ArchiveRefusedError(
-                f"it inflates to more than {self._cap} bytes ({self._packed} packed, compression "
-                f"ratio limit {self._ratio}, headers and skipped members included: a bomb?)"
+                f"it inflates to more than {self._cap} bytes ({self._packed_size} packed, "
+                f"compression ratio limit {self._ratio}, headers and skipped members included: "
+                "a bomb?)"
             )
         view[: len(chunk)] = chunk
         return len(chunk)
 
-    def close(self) -> None:
-        self._reader.close()
-        super().close()
+    def _inflate(self, size: int) -> bytes:
+        while not self._ended:
+            if self._zlib.eof:
+                rest = self._zlib.unused_data
+                if len(rest) < 2:
+                    rest += self._packed.read(2 - len(rest))
+                if rest[:2] != b"\x1f\x8b":  # no other member follows: the end
+                    self._ended = True
+                    break
+                self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self._pending = rest
+            data = self._pending or self._packed.read(CHUNK)
+            if not data:
+                raise EOFError("the gzip stream ends before its end-of-stream marker")
+            out = self._zlib.decompress(data, size)
+            self._pending = b"" if self._zlib.eof else self._zlib.unconsumed_tail
+            if out:
+                return out
+        return b""
 
 
 def _tar(unpacker: _Unpacker, source: BinaryIO, compressed: bool) -> None:
@@ -426,6 +448,7 @@ def unpack(
         OSError,
         ValueError,
         NotImplementedError,  # a feature zipfile or tarfile does not read
+        RecursionError,  # thousands of chained tar header extensions
     ) as exc:
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         return ArchiveListing(

@@ -98,6 +98,7 @@ _SIGNAL_NR = {
     "x86_64": (62, 200, 234, 129, 297, 434),
     "aarch64": (129, 130, 131, 138, 240, 434),
 }
+_PIDFD_SEND_SIGNAL = 424  # the same number on both
 _CLONE_NEW_FLAGS = 0x7E020080  # CLONE_NEW{NS,CGROUP,UTS,IPC,USER,PID,NET,TIME}
 _EPERM, _ENOSYS = 1, 38
 
@@ -114,6 +115,8 @@ def seccomp_program(machine: str) -> bytes:
         (ld, 0, 0, 0),  # its number
         (jge, "enosys", 0, 0x40000000),  # x32 numbers
         *((jeq, "signal", 0, nr) for nr in _SIGNAL_NR[machine]),
+        # pidfd_send_signal takes a pidfd, which open("/proc/1") also gives: refused whole.
+        (jeq, "eperm", 0, _PIDFD_SEND_SIGNAL),
         (jeq, "eperm", 0, unshare),
         (jeq, "eperm", 0, setns),
         (jeq, "enosys", 0, clone3),  # C libraries fall back to clone, checked below

@@ -157,7 +157,7 @@ class Deliverer:
             "POST", self.url, content=content, headers=headers
         ) as answer:
             read = 0
-            async for chunk in answer.aiter_bytes():
+            async for chunk in answer.aiter_raw():  # as sent: never inflated here
                 read += len(chunk)
                 if read > MAX_ANSWER_BYTES:
                     break  # the rest is dropped with the connection

@@ -19,6 +19,7 @@ the same runs.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -146,10 +147,15 @@ def _write_atomic(path: Path, text: str) -> None:
 # What the engine's processes may inherit from whoever starts them: the
 # settings they read, never the model's or the helpdesk's credentials.
 _ENGINE_ENV_NAMES = frozenset(
-    {"PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV"}
+    {"PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "LD_LIBRARY_PATH"}
+    | {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"}  # the launcher's own interpreter
     | {"GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GODEBUG"}  # the engine's Go runtime
 )
-_ENGINE_ENV_PREFIXES = ("LC_", "SUPPORT_AGENT_", "HATCHET_", "SERVER_", "DATABASE_", "PG")
+# The engine's own configuration, its secrets included (its database password,
+# its encryption keys), but not a client's token for another engine.
+_ENGINE_ENV_PREFIXES = ("LC_", "HATCHET_", "SERVER_", "DATABASE_", "PG")
+_NOT_THE_ENGINES = frozenset({"HATCHET_CLIENT_TOKEN"})
+# Our settings, but not the credentials of the model, the helpdesk or the store.
 _SECRET_WORDS = ("SECRET", "TOKEN", "KEY", "PASSWORD")
 
 
@@ -157,17 +163,20 @@ def engine_environment(environ: dict[str, str]) -> dict[str, str]:
     """``environ`` without what the engine does not need (API keys, webhook secrets)."""
 
     def needed(name: str) -> bool:
-        if name in _ENGINE_ENV_NAMES or name.startswith("PG"):
-            return True  # PGPASSWORD: the engine's own database password
-        if not name.startswith(_ENGINE_ENV_PREFIXES):
-            return False
-        return not any(word in name for word in _SECRET_WORDS)
+        if name in _ENGINE_ENV_NAMES:
+            return True
+        if name.startswith(_ENGINE_ENV_PREFIXES):
+            return name not in _NOT_THE_ENGINES
+        if name.startswith("SUPPORT_AGENT_"):
+            return not any(word in name for word in _SECRET_WORDS)
+        return False
 
     return {name: value for name, value in environ.items() if needed(name)}
 
 
-# A libpq key=value connection string's password, quoted or not.
-_CONNINFO_PASSWORD = re.compile(r"(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
+# A libpq key=value connection string's password, quoted or not (a backslash
+# escapes the next character in either form, as libpq reads it).
+_CONNINFO_PASSWORD = re.compile(r"(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|(?:\\.|[^\s\\])+)")
 
 
 def split_password(url: str) -> tuple[str, str | None]:
@@ -176,27 +185,34 @@ def split_password(url: str) -> tuple[str, str | None]:
     The SDK hands the URL to the sidecar on its command line, which every
     local user can read; the password goes in the sidecar's environment
     instead (``PGPASSWORD``, which the engine's PostgreSQL driver honours).
-    Every form libpq takes is covered: ``user:password@`` and a ``password``
-    query parameter in a URL, and ``password=`` in a key=value string.
+    Every form libpq reads is covered: ``user:password@`` and a ``password``
+    query parameter in a URL, and ``password=`` in a key=value string. A URL
+    without a password comes back exactly as it was.
     """
     if "://" not in url:
         found = _CONNINFO_PASSWORD.search(url)
         if found is None:
             return url, None
         raw = found.group(1)
-        password = re.sub(r"\\(.)", r"\1", raw[1:-1]) if raw.startswith("'") else raw
+        quoted = raw[1:-1] if raw.startswith("'") else raw
+        password = re.sub(r"\\(.)", r"\1", quoted)
         return f"{url[: found.start()]} {url[found.end() :]}".strip(), password
     parts = urllib.parse.urlsplit(url)
-    password = None if parts.password is None else urllib.parse.unquote(parts.password)
+    found_password: str | None = None
     if parts.password is not None:
+        found_password = urllib.parse.unquote(parts.password)
         userinfo, _, host = parts.netloc.rpartition("@")
         parts = parts._replace(netloc=f"{userinfo.partition(':')[0]}@{host}")
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    if any(key == "password" for key, _ in query):
-        password = [value for key, value in query if key == "password"][-1]
-        kept = [(key, value) for key, value in query if key != "password"]
-        parts = parts._replace(query=urllib.parse.urlencode(kept))
-    return parts.geturl(), password
+    # The query's other parameters are kept as they were written, not re-encoded.
+    pieces = parts.query.split("&") if parts.query else []
+    kept = [p for p in pieces if urllib.parse.unquote_plus(p.partition("=")[0]) != "password"]
+    if len(kept) != len(pieces):
+        given = [p for p in pieces if p not in kept][-1].partition("=")[2]
+        found_password = urllib.parse.unquote(given)
+        parts = parts._replace(query="&".join(kept))
+    if found_password is None:
+        return url, None
+    return parts.geturl(), found_password
 
 
 def embedded_options(settings: Settings) -> EmbeddedHatchetConfig:
@@ -243,6 +259,11 @@ def run_engine(settings: Settings) -> int:
     os.environ.update(kept)
     if password is not None:
         os.environ["PGPASSWORD"] = password
+    # Where an earlier version kept the engine's keys for a URL whose password
+    # its sidecar did not strip (a key=value or query form): it moves them.
+    os.environ["HATCHET_ENGINE_PREVIOUS_STATE"] = hashlib.sha256(
+        settings.database_url().encode()
+    ).hexdigest()[:12]
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -45,8 +45,9 @@ def webhook_secret_problem(name: str, secret: str) -> str | None:
 
     A short key would make every signature guessable: at least 24 bytes.
     """
-    try:
-        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    raw = secret.removeprefix("whsec_")
+    try:  # padding optional, as the Standard Webhooks libraries read it
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
     except (binascii.Error, ValueError):
         return f"{name} is not a valid whsec_<base64> secret"
     if len(key) < MIN_WEBHOOK_KEY_BYTES:

@@ -232,6 +232,12 @@ async def test_the_code_cannot_signal_its_supervisor(
             print("pidfd opened")
         except PermissionError:
             print("pidfd refused")
+        proc = os.open("/proc/1", os.O_DIRECTORY)  # a pidfd too, without pidfd_open
+        try:
+            signal.pidfd_send_signal(proc, signal.SIGALRM)
+            print("pidfd-signal delivered")
+        except PermissionError:
+            print("pidfd-signal refused")
         sys.stdout.flush()
         """
     )
@@ -239,7 +245,7 @@ async def test_the_code_cannot_signal_its_supervisor(
     assert result.exit_code == 0, result
     assert result.stdout.split() == [
         "before", *(w for sig in ("SIGKILL", "SIGTERM", "SIGINT", "SIGALRM", "SIGSTOP")
-                    for w in (sig, "refused")), "pidfd", "refused",
+                    for w in (sig, "refused")), "pidfd", "refused", "pidfd-signal", "refused",
     ]  # fmt: skip
     assert_cleaned_up()
 

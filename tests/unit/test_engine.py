@@ -108,6 +108,7 @@ def test_the_engine_inherits_no_credentials_it_does_not_need() -> None:
         "HATCHET_CLIENT_EMBEDDED_DATABASE_URL": "postgresql://h/db",
         "HATCHET_ENGINE_BIND_ADDRESS": "127.0.0.1",
         "SERVER_GRPC_MAX_MSG_SIZE": "1",
+        "SERVER_ENCRYPTION_MASTER_KEYSET_FILE": "/etc/keys",
         "PGPASSWORD": "p",
     }
     assert engine_environment(caller) == {
@@ -118,6 +119,7 @@ def test_the_engine_inherits_no_credentials_it_does_not_need() -> None:
         "HATCHET_CLIENT_EMBEDDED_DATABASE_URL": "postgresql://h/db",
         "HATCHET_ENGINE_BIND_ADDRESS": "127.0.0.1",
         "SERVER_GRPC_MAX_MSG_SIZE": "1",
+        "SERVER_ENCRYPTION_MASTER_KEYSET_FILE": "/etc/keys",  # the engine's own
         "PGPASSWORD": "p",
     }
 
@@ -180,6 +182,14 @@ def test_the_database_url_is_the_one_set_up_wrote(
         ("host=h user=u password=p dbname=d", "host=h user=u  dbname=d", "p"),
         ("password='a b\\'c' host=h", "host=h", "a b'c"),
         ("host=h dbname=d", "host=h dbname=d", None),
+        ("host=h password=a\\ b dbname=d", "host=h  dbname=d", "a b"),
+        # Nothing to take off: exactly as given (a Unix socket's empty host included).
+        ("postgresql:///hatchet?host=/var/run/postgresql", None, None),
+        (
+            "postgresql://u@h/db?options=-c%20x&password=p&sslmode=disable",
+            "postgresql://u@h/db?options=-c%20x&sslmode=disable",
+            "p",
+        ),
         (
             "postgresql://u@h/db?sslmode=disable&password=x%20y",
             "postgresql://u@h/db?sslmode=disable",
@@ -187,8 +197,10 @@ def test_the_database_url_is_the_one_set_up_wrote(
         ),
     ],
 )
-def test_the_password_is_split_off_the_url(url: str, without: str, password: str | None) -> None:
-    assert split_password(url) == (without, password)
+def test_the_password_is_split_off_the_url(
+    url: str, without: str | None, password: str | None
+) -> None:
+    assert split_password(url) == (without or url, password)
 
 
 def test_the_variable_wins_over_the_file(

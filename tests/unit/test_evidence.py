@@ -307,6 +307,39 @@ def test_a_tar_header_extension_is_refused_before_it_is_read_into_memory() -> No
     assert "80008-byte header extension" in error  # the name and its NUL
 
 
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_chain_of_thousands_of_tar_header_extensions_is_unreadable_not_fatal(
+    compress: bool,
+) -> None:
+    """tarfile reads each extension header recursively: 3,000 of them exhaust the stack."""
+    record = b"13 comment=x\n"
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type, header.size = tarfile.XGLTYPE, len(record)
+    block = header.tobuf(tarfile.USTAR_FORMAT) + record + bytes(-len(record) % 512)
+    member = tarfile.TarInfo("app.log")
+    member.size = 6
+    chain = block * 3000 + member.tobuf(tarfile.USTAR_FORMAT) + b"hello\n" + bytes(506 + 1024)
+    name, data = ("chain.tar.gz", gzip.compress(chain)) if compress else ("chain.tar", chain)
+    assert "not a readable" in (unpacked(name, data).error or "")
+
+
+def test_bytes_after_a_tar_gz_stream_are_ignored_as_tar_itself_does() -> None:
+    """A tar not padded to whole records (as Go writes them), then a stray newline."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        info = tarfile.TarInfo("app.log")
+        info.size = 600
+        tar.addfile(info, io.BytesIO(b"x" * 600))
+    raw = out.getvalue().rstrip(b"\0")
+    raw += bytes(-len(raw) % 512 + 1024)
+    listing = unpacked("bundle.tar.gz", gzip.compress(raw) + b"\n")
+    assert listing.error is None and [f.path for f in listing.files] == ["app.log"]
+    # Several gzip members one after another (cat a.gz b.gz, pigz) are one stream.
+    half = len(raw) // 2
+    listing = unpacked("bundle.tar.gz", gzip.compress(raw[:half]) + gzip.compress(raw[half:]))
+    assert listing.error is None and [f.size for f in listing.files] == [600]
+
+
 @pytest.mark.parametrize("kind", ["zip", "tar.gz"])
 def test_an_archive_of_too_many_members_is_refused_whatever_they_are(kind: str) -> None:
     """Directories and links are never unpacked, but zipfile and tarfile list them all."""
