@@ -36,6 +36,14 @@ class ConfigurationError(ValueError):
     """The configuration cannot work; the message says which variable to set."""
 
 
+# The longest single wait of a ticket for its customer. The engine keeps timing
+# a durable task while it is evicted, from its last assignment, and kills it at
+# its execution timeout; a ticket may wait far longer (the API takes reply
+# timeouts of up to 30 days), so it waits in slices, each waking the task,
+# which resets that clock. A constant, not a setting: the durable log must be
+# the same on every worker that replays it.
+WAIT_SLICE_SECONDS = 12 * 3600
+
 # Standard Webhooks secrets: 24 to 64 random bytes, as its reference libraries make them.
 MIN_WEBHOOK_KEY_BYTES = 24
 
@@ -139,8 +147,9 @@ class Settings(BaseSettings):
     ticket_execution_timeout_seconds: float | None = Field(
         default=None,
         description=(
-            "Execution timeout of the durable ticket task. Defaults to the reply timeout plus"
-            " one hour, so a long wait is never killed by Hatchet's 60 s default."
+            "Execution timeout of the durable ticket task: a round's work and one wait for the"
+            " customer (Hatchet keeps timing a waiting task). Defaults to the reply timeout (at"
+            " least 12 h, the longest single wait) plus one hour."
         ),
     )
     ticket_retries: int = Field(
@@ -346,4 +355,7 @@ class Settings(BaseSettings):
     def ticket_execution_timeout(self) -> timedelta:
         if self.ticket_execution_timeout_seconds is not None:
             return timedelta(seconds=self.ticket_execution_timeout_seconds)
-        return self.reply_timeout + timedelta(hours=1)
+        # A round's work plus its longest wait: the reply timeout, or a wait slice
+        # for a ticket whose own reply timeout is longer than this worker's.
+        longest_wait = max(self.reply_timeout, timedelta(seconds=WAIT_SLICE_SECONDS))
+        return longest_wait + timedelta(hours=1)

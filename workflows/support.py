@@ -49,7 +49,7 @@ from workflows.models import (
     TicketStatus,
 )
 from workflows.names import REPLY_EVENT, TaskName
-from workflows.settings import Settings
+from workflows.settings import WAIT_SLICE_SECONDS, Settings
 from workflows.tasks import ChildTasks, build_child_tasks
 
 Closing = Literal[TicketStatus.RESOLVED, TicketStatus.ESCALATED]
@@ -69,6 +69,16 @@ def reply_filter(ticket_id: str) -> str:
     inside the single-quoted CEL string.
     """
     return f"!has(input.ticket_id) || input.ticket_id == '{ticket_id}'"
+
+
+def wait_slice(left_seconds: float) -> int:
+    """How long the next sleep of a wait with ``left_seconds`` to go is, in whole seconds.
+
+    At most ``WAIT_SLICE_SECONDS``: the engine times out a waiting task from
+    its last wake-up, so a longer wait goes in slices. Rounded up, since the
+    engine takes whole seconds (the SDK truncates): never shorter than asked.
+    """
+    return math.ceil(min(left_seconds, WAIT_SLICE_SECONDS))
 
 
 def wait_result_payload(result: dict[str, Any]) -> tuple[bool, Any]:
@@ -251,9 +261,7 @@ def build_support_workflow(
                 result = await ctx.aio_wait_for(
                     f"customer-reply-{state.rounds}-{attempt}",
                     or_(
-                        # The engine takes whole seconds (the SDK truncates): round up,
-                        # so a wait is never shorter than asked.
-                        SleepCondition(timedelta(seconds=math.ceil(left))),
+                        SleepCondition(timedelta(seconds=wait_slice(left))),
                         UserEventCondition(
                             event_key=REPLY_EVENT,
                             scope=ticket.ticket_id,
@@ -266,7 +274,10 @@ def build_support_workflow(
                 woke = await ctx.aio_now()
                 fired, payload = wait_result_payload(result)
                 if not fired:
-                    return None, woke
+                    left = run.reply_timeout_seconds - (woke - started).total_seconds()
+                    if left < 1:  # the engine's sleeps are whole seconds
+                        return None, woke
+                    continue  # one slice of a longer wait: events since ``since`` still count
                 received = ReceivedReply.model_validate(
                     await children.receive_reply.aio_run(
                         ReplyEvent(ticket_id=ticket.ticket_id, round=state.rounds, payload=payload)

@@ -5,9 +5,14 @@ from hatchet_sdk import ClientConfig, ClientTLSConfig, Hatchet
 from tests.conftest import offline_token
 from workflows.models import ReplyEvent
 from workflows.names import REPLY_EVENT
-from workflows.settings import Settings
+from workflows.settings import WAIT_SLICE_SECONDS, Settings
 from workflows.steps import receive_reply
-from workflows.support import build_support_workflow, reply_filter, wait_result_payload
+from workflows.support import (
+    build_support_workflow,
+    reply_filter,
+    wait_result_payload,
+    wait_slice,
+)
 
 
 def test_wait_result_with_reply_event() -> None:
@@ -59,9 +64,25 @@ def test_malformed_replies_are_refused_with_the_reason_never_raised() -> None:
 def test_execution_timeout_outlasts_the_reply_wait() -> None:
     settings = Settings(reply_timeout_seconds=7200)
     assert settings.ticket_execution_timeout > timedelta(seconds=7200)
+    # The engine keeps timing a waiting (evicted) task from its last wake-up:
+    # any ticket's single sleep, whatever its own reply timeout, must fit.
+    for worker_reply_timeout in (3, 7200, 48 * 3600):
+        timeout = Settings(reply_timeout_seconds=worker_reply_timeout).ticket_execution_timeout
+        for ticket_reply_timeout in (2.5, 7200, 30 * 24 * 3600):  # the API allows 30 days
+            assert timedelta(seconds=wait_slice(ticket_reply_timeout)) < timeout
     assert Settings(ticket_execution_timeout_seconds=30).ticket_execution_timeout == timedelta(
         seconds=30
     )
+
+
+def test_a_long_wait_goes_in_slices_that_add_up_to_it() -> None:
+    thirty_days = 30 * 24 * 3600
+    left, slices = float(thirty_days), []
+    while left >= 1:
+        slices.append(wait_slice(left))
+        left -= slices[-1]
+    assert max(slices) == WAIT_SLICE_SECONDS and sum(slices) == thirty_days
+    assert wait_slice(2.5) == 3  # whole seconds, never shorter than asked
 
 
 def test_no_task_of_a_ticket_expires_in_the_queue_before_the_ticket_may_end() -> None:
