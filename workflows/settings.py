@@ -41,8 +41,10 @@ class ConfigurationError(ValueError):
 # its execution timeout; a ticket may wait far longer (the API takes reply
 # timeouts of up to 30 days), so it waits in slices, each waking the task,
 # which resets that clock. A constant, not a setting: the durable log must be
-# the same on every worker that replays it.
-WAIT_SLICE_SECONDS = 12 * 3600
+# the same on every worker that replays it. It equals the default reply
+# timeout, so a ticket whose wait began under an earlier version (one sleep
+# as long as its reply timeout) replays unchanged.
+WAIT_SLICE_SECONDS = 48 * 3600
 
 # Standard Webhooks secrets: 24 to 64 random bytes, as its reference libraries make them.
 MIN_WEBHOOK_KEY_BYTES = 24
@@ -149,7 +151,7 @@ class Settings(BaseSettings):
         description=(
             "Execution timeout of the durable ticket task: a round's work and one wait for the"
             " customer (Hatchet keeps timing a waiting task). Defaults to the reply timeout (at"
-            " least 12 h, the longest single wait) plus one hour."
+            " least 48 h, the longest single wait) plus one hour."
         ),
     )
     ticket_retries: int = Field(

@@ -83,6 +83,10 @@ def test_a_long_wait_goes_in_slices_that_add_up_to_it() -> None:
         left -= slices[-1]
     assert max(slices) == WAIT_SLICE_SECONDS and sum(slices) == thirty_days
     assert wait_slice(2.5) == 3  # whole seconds, never shorter than asked
+    # A wait within the default reply timeout is one sleep of it, as in earlier
+    # versions: a ticket waiting across an upgrade replays its durable log unchanged.
+    default = Settings().reply_timeout_seconds
+    assert wait_slice(default) == default == WAIT_SLICE_SECONDS
 
 
 def test_no_task_of_a_ticket_expires_in_the_queue_before_the_ticket_may_end() -> None:
