@@ -441,7 +441,7 @@ def tickets(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _tickets(args: argparse.Namespace, settings: Settings) -> int:
-    from cli.render import Style, colour_enabled, human_age, tickets_table
+    from cli.render import Style, colour_enabled, for_terminal, human_age, tickets_table
     from workflows.transcript import describe, summarize_run, ticket_runs
 
     hatchet = await connect_checked(settings)
@@ -455,7 +455,7 @@ async def _tickets(args: argparse.Namespace, settings: Settings) -> int:
         span = human_age(args.since.total_seconds())
         print(f"no tickets in the last {span} in {describe(hatchet)}")
     else:
-        print(tickets_table(summaries, Style(colour_enabled(sys.stdout))))
+        print(for_terminal(tickets_table(summaries, Style(colour_enabled(sys.stdout)))))
     return EXIT_OK
 
 

@@ -8,6 +8,7 @@ talks to the engine, so every view is tested on plain strings.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -59,6 +60,43 @@ def colour_enabled(stream: IO[str], environ: Mapping[str, str] | None = None) ->
     return bool(isatty and isatty())
 
 
+# What may reach the terminal: printable text, newlines, tabs and colour (SGR)
+# sequences. Customers, their files, their scripts' output and the model write
+# much of what is shown: any other control (a cursor move, a cleared screen, a
+# window title, a hyperlink, a carriage return that overwrites a line, C1
+# controls, bidi overrides and invisible characters) is shown escaped instead.
+_NOT_FOR_TERMINALS = re.compile(
+    "\x1b\\[[0-9;]*m|[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]"
+)
+
+
+def _conceals(sgr: str) -> bool:
+    """Whether a colour sequence hides text (parameter 8, not a 38/48 colour's own)."""
+    params = sgr[2:-1].split(";")
+    i = 0
+    while i < len(params):
+        if params[i] in ("38", "48"):  # 5;n or 2;r;g;b follows
+            i += 3 if params[i + 1 : i + 2] == ["5"] else 5
+            continue
+        if params[i] == "8":
+            return True
+        i += 1
+    return False
+
+
+def _escaped(found: re.Match[str]) -> str:
+    text = found.group()
+    if len(text) > 1 and not _conceals(text):
+        return text  # a colour: harmless, and ours are made this way
+    code = ord(text[0])  # a control, or the ESC of a colour that hides text
+    return (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}") + text[1:]
+
+
+def for_terminal(text: str) -> str:
+    """``text`` with everything but text, newlines, tabs and colours shown escaped."""
+    return _NOT_FOR_TERMINALS.sub(_escaped, text)
+
+
 class Style:
     """ANSI styling that is a no-op when colour is off."""
 
@@ -100,7 +138,7 @@ class Terminal:
         if not text:
             return
         self.clear_status()
-        self.stream.write(text)
+        self.stream.write(for_terminal(text))
         self.stream.flush()
         self.at_line_start = text.endswith("\n")
 
@@ -455,9 +493,7 @@ def status_line(t: Transcript, frame: int, now: datetime | None = None) -> str:
     spinner = SPINNER[frame % len(SPINNER)]
     age = human_age((now - t.created_at).total_seconds())
     cost = cost_text(t.cost.tokens, t.cost.sandbox_seconds)
-    text = (
-        f"{spinner} {t.status.label} · {age} · {plural(len(t.scripts), 'script')} · {cost}"
-    )
+    text = f"{spinner} {t.status.label} · {age} · {plural(len(t.scripts), 'script')} · {cost}"
     if t.status == "waiting":
         text += f" · answer with: support-agent reply {t.ticket.ticket_id} MESSAGE"
     return text

@@ -10,6 +10,7 @@ and prints what is new. The JSON form (``Transcript.model_dump``) is what
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -48,6 +49,8 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 # Keys of the envelope the engine stores around a task's own input.
 _WORKFLOW_IDS: dict[tuple[str, str, str], str] = {}
 _ENVELOPE = frozenset({"input", "overrides", "parents", "triggered_by", "triggers", "user_data"})
+
+log = logging.getLogger(__name__)
 
 
 class TranscriptError(LookupError):
@@ -323,6 +326,38 @@ def _customer_reply(child: TaskRun) -> CustomerReplyEntry | None:
     )
 
 
+def _add_child(
+    child: TaskRun,
+    entries: list[Any],
+    round_number: int,
+    turns: int,
+    triage: TriageResult | None,
+    escalation: EscalationPacket | None,
+) -> tuple[int, int, TriageResult | None, EscalationPacket | None]:
+    """Add one child's entry to ``entries``; the loop's state after it."""
+    if child.task == TaskName.TRIAGE and child.completed:
+        triage = TriageResult.model_validate(child.output)
+    elif child.task == TaskName.LLM_TURN:
+        turns += 1
+        entries.append(_turn(child, turns, round_number))
+    elif child.task == TaskName.RUN_CODE:
+        entries.append(_script(child))
+    elif child.task == TaskName.RECEIVE_REPLY:
+        received = _customer_reply(child)
+        if received is not None:
+            entries.append(received)
+    elif child.task == TaskName.SEND_REPLY:
+        request = ReplyRequest.model_validate(child.input)
+        fields = request.model_dump(include={"round", "message", "closes_ticket"})
+        entries.append(ReplyEntry(id=child.run_id, status=child.status, **fields))
+        round_number = request.round + 1
+    elif child.task == TaskName.ESCALATE:
+        packet = EscalationRequest.model_validate(child.input).packet
+        escalation = escalation or packet
+        entries.append(EscalationEntry(id=child.run_id, status=child.status, reason=packet.reason))
+    return round_number, turns, triage, escalation
+
+
 def build_transcript(run: TaskRun, children: Sequence[TaskRun]) -> Transcript:
     """Put a ticket run and its children's records in order (pure: no engine calls)."""
     ticket = _ticket_run(run).ticket
@@ -332,28 +367,17 @@ def build_transcript(run: TaskRun, children: Sequence[TaskRun]) -> Transcript:
     entries: list[Any] = []
     round_number, turns = 1, 0
     for child in sorted(children, key=_order):
-        if child.task == TaskName.TRIAGE and child.completed:
-            triage = TriageResult.model_validate(child.output)
-        elif child.task == TaskName.LLM_TURN:
-            turns += 1
-            entries.append(_turn(child, turns, round_number))
-        elif child.task == TaskName.RUN_CODE:
-            entries.append(_script(child))
-        elif child.task == TaskName.RECEIVE_REPLY:
-            received = _customer_reply(child)
-            if received is not None:
-                entries.append(received)
-        elif child.task == TaskName.SEND_REPLY:
-            request = ReplyRequest.model_validate(child.input)
-            fields = request.model_dump(include={"round", "message", "closes_ticket"})
-            entries.append(ReplyEntry(id=child.run_id, status=child.status, **fields))
-            round_number = request.round + 1
-        elif child.task == TaskName.ESCALATE:
-            packet = EscalationRequest.model_validate(child.input).packet
-            escalation = escalation or packet
-            entries.append(
-                EscalationEntry(id=child.run_id, status=child.status, reason=packet.reason)
+        try:
+            round_number, turns, triage, escalation = _add_child(
+                child, entries, round_number, turns, triage, escalation
             )
+        except ValidationError as exc:
+            # A record of another shape (a payload gone, an older worker's):
+            # the rest of the ticket still shows; this child is left out.
+            log.warning(
+                "ticket %s: the record of %s %s is unreadable, left out (%s)",
+                ticket.ticket_id, child.task, child.run_id, str(exc).splitlines()[0],
+            )  # fmt: skip
     if outcome is not None:
         cost = Cost(tokens=outcome.spent.tokens, sandbox_seconds=outcome.spent.sandbox_seconds)
         triage = triage or TriageResult(
@@ -549,9 +573,14 @@ async def ticket_runs(
 
 
 async def resolve_run_id(hatchet: Hatchet, ref: str) -> str:
-    """A run id as given, or the latest run of a ticket id in this namespace."""
+    """A run id as given, or the latest run of a ticket id in this namespace.
+
+    A ticket id may itself be a UUID (helpdesks often use them): a UUID is a
+    ticket's id when a ticket has it, else a run id.
+    """
     if is_run_id(ref):
-        return ref
+        runs = await ticket_runs(hatchet, limit=1, ticket_id=ref)
+        return runs[0].run_id if runs else ref
     if not re.match(TICKET_ID_PATTERN, ref):
         raise TranscriptError(f"{ref!r} is neither a run id nor a ticket id")
     runs = await ticket_runs(hatchet, limit=1, ticket_id=ref)

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,25 @@ async def test_show_json_has_every_script_and_its_output(
     assert script["purpose"] in text.stdout and "FINDING:" in text.stdout
     assert "\x1b[" not in text.stdout  # no colour off a terminal
     assert "ESCALATED" in text.stdout
+
+
+async def test_a_ticket_whose_id_is_a_uuid_is_found_by_it(
+    namespace: str, worker: WorkerProcess
+) -> None:
+    """Helpdesks often use UUIDs as ticket ids: one is a ticket's id when a ticket has it."""
+    ticket_id = str(uuid.uuid4())
+    submitted = await cli(
+        namespace, "submit", "dana@example.com", "Login loop", "--body", "Signed out again.",
+        "--ticket-id", ticket_id, "--reply-timeout", "2", "--wait", "--json",
+    )  # fmt: skip
+    assert submitted.status == 0, submitted.stderr
+    run_id = submitted.json()["run_id"]
+    assert run_id != ticket_id
+    shown = await cli(namespace, "show", ticket_id, "--json")
+    assert shown.status == 0, shown.stderr
+    assert (shown.json()["run_id"], shown.json()["ticket"]["ticket_id"]) == (run_id, ticket_id)
+    by_run = await cli(namespace, "show", run_id, "--json")  # a run id still works
+    assert by_run.status == 0 and by_run.json()["run_id"] == run_id, by_run.stderr
 
 
 async def test_tickets_json_lists_the_run_with_its_status(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -19,6 +20,8 @@ from cli.render import (
     Terminal,
     TranscriptPrinter,
     colour_enabled,
+    for_terminal,
+    highlight,
     human_age,
     status_line,
     tickets_table,
@@ -497,3 +500,48 @@ def test_tickets_table_aligns_columns() -> None:
 )
 def test_human_age(seconds: float, text: str) -> None:
     assert human_age(seconds) == text
+
+
+def test_what_customers_scripts_and_the_model_wrote_cannot_drive_the_terminal() -> None:
+    """A window title, a cleared screen, a line overwritten with \\r, a hidden or reversed
+    text: shown escaped, never sent to the terminal as controls."""
+    hostile = Ticket(
+        ticket_id="T-1",
+        customer_email="dana@example.com",
+        subject="Help \x1b]0;PWNED\x07 \x1b[2J",
+        body="hello\rFAKE: resolved by admin \u202eeht \x1b[8mhidden",
+    )
+    run = TaskRun(
+        run_id=RUN_ID,
+        task="support-ticket",
+        status="RUNNING",
+        created_at=T0,
+        input=make_run(hostile, reply_timeout_seconds=5).model_dump(mode="json"),
+    )
+    stdout = "ok\r\x1b[31mFAKE OK\x1b]8;;http://evil\x07link\x1b]8;;\x07\n"
+    t = build_transcript(run, [script(2, 1, stdout=stdout, stderr="\x1b[2K\x1b[1A erased")])
+    out = io.StringIO()
+    TranscriptPrinter(Terminal(out, Style(False), live=False)).update(t)
+    shown = out.getvalue() + tickets_table([summarize(t, T0)], Style(False))
+    for control in ("\x1b]", "\x1b[2J", "\x1b[2K", "\x1b[1A", "\x1b[8m", "\r", "\u202e", "\x07"):
+        assert control not in for_terminal(shown), repr(control)
+    assert "\\x1b]0;PWNED\\x07" in for_terminal(shown) and "\\x0dFAKE" in out.getvalue()
+    assert "\x1b[31m" in out.getvalue()  # a colour is harmless: kept
+
+
+def test_colours_made_here_pass_and_text_is_untouched() -> None:
+    styled = Style(True)("ok", "green") + " " + highlight("print(1)", "python", Style(True))
+    assert for_terminal(styled) == styled
+    plain = "naïve 日本語 tab\there\nnext line"
+    assert for_terminal(plain) == plain
+
+
+def test_a_child_record_of_another_shape_is_left_out_not_fatal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A payload gone or written by an older worker: the rest of the ticket still shows."""
+    unreadable = replace(turn(1, "Checking.", ["run_code"]), output={}, run_id="bad-turn")
+    t = build_transcript(ticket_run("RUNNING"), [unreadable, script(2, 1, stdout="1\n")])
+    assert [type(e).__name__ for e in t.entries] == ["ScriptEntry"]
+    assert "the record of llm-turn bad-turn is unreadable" in caplog.text
+    assert summarize(t, T0).scripts_run == 1
