@@ -635,25 +635,38 @@ async def test_retry_removes_the_earlier_attempts_leftover(
     assert_cleaned_up()
 
 
+def started_sandbox_container(
+    client: docker.DockerClient,
+    config: SandboxConfig,
+    ticket_id: str,
+    step: str,
+    *,
+    expires_at: float,
+    input_volume: bool = False,
+) -> str:
+    """A started sandbox container of the test's ticket, labelled to expire at ``expires_at``."""
+    container = sandbox_containers.create_container(
+        client,
+        config,
+        name=container_name(ticket_id, "run-1", step),
+        labels=Labels(config.label_prefix).for_container(expires_at, (ticket_id, "run-1", step)),
+        idle_seconds=60,
+        input_volume=input_volume,
+    )
+    client.api.start(container)
+    return container
+
+
 async def test_reaper_removes_expired_containers(
     docker_client: docker.DockerClient,
     sandbox_config: SandboxConfig,
     ticket_id: str,
     leftovers: Callable[[], list[str]],
 ) -> None:
-    labels = Labels(sandbox_config.label_prefix)
-
     def make(expires_at: float, step: str) -> str:
-        container = sandbox_containers.create_container(
-            docker_client,
-            sandbox_config,
-            name=container_name(ticket_id, "run-1", step),
-            labels=labels.for_container(expires_at, (ticket_id, "run-1", step)),
-            idle_seconds=60,
-            input_volume=False,
+        return started_sandbox_container(
+            docker_client, sandbox_config, ticket_id, step, expires_at=expires_at
         )
-        docker_client.api.start(container)
-        return container
 
     expired = make(time.time() - 10, "old")
     current = make(time.time() + 60, "new")
@@ -680,15 +693,10 @@ async def test_reaper_removes_stray_input_volumes_but_not_one_in_use(
         driver_opts=mount["VolumeOptions"]["DriverConfig"]["Options"],
         labels={labels.marker: "1"},
     )["Name"]
-    in_use = sandbox_containers.create_container(
-        docker_client,
-        sandbox_config,
-        name=container_name(ticket_id, "run-1", "busy"),
-        labels=labels.for_container(time.time() + 60, (ticket_id, "run-1", "busy")),
-        idle_seconds=60,
-        input_volume=True,
-    )
-    docker_client.api.start(in_use)
+    in_use = started_sandbox_container(
+        docker_client, sandbox_config, ticket_id, "busy",
+        expires_at=time.time() + 60, input_volume=True,
+    )  # fmt: skip
     try:
         await reap_expired(docker_client)
         with pytest.raises(docker.errors.NotFound):
