@@ -253,7 +253,8 @@ def run_engine(settings: Settings) -> int:
     options = embedded_options(settings)
     # This process exists to run the sidecar, which inherits its environment:
     # keep only what the engine needs, plus its database password.
-    password = split_password(settings.database_url())[1]
+    database_url = settings.database_url()
+    password = split_password(database_url)[1]
     kept = engine_environment(dict(os.environ))
     os.environ.clear()
     os.environ.update(kept)
@@ -261,9 +262,9 @@ def run_engine(settings: Settings) -> int:
         os.environ["PGPASSWORD"] = password
     # Where an earlier version kept the engine's keys for a URL whose password
     # its sidecar did not strip (a key=value or query form): it moves them.
-    os.environ["HATCHET_ENGINE_PREVIOUS_STATE"] = hashlib.sha256(
-        settings.database_url().encode()
-    ).hexdigest()[:12]
+    os.environ["HATCHET_ENGINE_PREVIOUS_STATE"] = hashlib.sha256(database_url.encode()).hexdigest()[
+        :12
+    ]
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
