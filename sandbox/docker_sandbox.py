@@ -36,6 +36,8 @@ T = TypeVar("T")
 # A pool container is handed out only while this much of its idle life is
 # left, so its supervisor cannot reach its idle deadline before the request.
 _POOL_CLAIM_MARGIN_SECONDS = 10.0
+# A copy of inputs this slow is followed by a check that the container still waits.
+_SLOW_COPY_SECONDS = 2.0
 
 
 class DockerSandbox:
@@ -182,9 +184,21 @@ class DockerSandbox:
         client = self.client()
         containers.rename_container(client, self.config, pooled.id, name)
         if prepared.files:
-            containers.put_inputs(client, self.config, pooled.id, prepared.files)
-            containers.check_still_waiting(client, self.config, pooled.id)
+            self._put_inputs(client, pooled.id, prepared.files)
         return pooled.id
+
+    def _put_inputs(
+        self, client: docker.DockerClient, container: str, files: list[InputFile]
+    ) -> None:
+        """Copy the inputs in; after a slow copy, make sure the code is still awaited.
+
+        Fast copies (nearly all) cannot outlast a supervisor's wait (at least
+        10 s): only a copy slower than ``_SLOW_COPY_SECONDS`` costs the check.
+        """
+        started = time.monotonic()
+        containers.put_inputs(client, self.config, container, files)
+        if time.monotonic() - started > _SLOW_COPY_SECONDS:
+            containers.check_still_waiting(client, self.config, container)
 
     def _create_fresh(self, name: str, prepared: PreparedRequest) -> str:
         request = prepared.request
@@ -237,8 +251,7 @@ class DockerSandbox:
                 # Into the running container: the input volume is a tmpfs that
                 # only exists while the container runs. The supervisor does
                 # not start the code before its request, which comes after.
-                containers.put_inputs(client, self.config, container, files)
-                containers.check_still_waiting(client, self.config, container)
+                self._put_inputs(client, container, files)
         except BaseException:
             self._remove_blocking(container)
             raise
