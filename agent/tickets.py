@@ -47,11 +47,29 @@ Email = Annotated[
 Subject = Annotated[str, text_rule("subject", MAX_SUBJECT), text_schema(MAX_SUBJECT)]
 Body = Annotated[str, text_rule("body", MAX_BODY), text_schema(MAX_BODY)]
 ReplyText = Annotated[str, text_rule("message", MAX_REPLY), text_schema(MAX_REPLY)]
+# Reply ids end up in a CEL filter expression too: no quoting needed.
+REPLY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"
+RUN_ID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+ReplyId = Annotated[
+    str,
+    pattern_rule(REPLY_ID_PATTERN, lambda v: f"not a valid reply id: {v[:100]!r}"),
+    pattern_schema(REPLY_ID_PATTERN, 100),
+]
+RunId = Annotated[
+    str,
+    pattern_rule(RUN_ID_PATTERN, lambda v: f"not a valid run id: {v[:100]!r}"),
+    pattern_schema(RUN_ID_PATTERN, 36),
+]
 
 
 def new_ticket_id() -> str:
     """A fresh ticket id, for tickets submitted without one."""
     return f"T-{uuid.uuid4().hex[:12]}"
+
+
+def new_reply_id() -> str:
+    """A fresh reply id, for replies pushed without one."""
+    return uuid.uuid4().hex
 
 
 Category = Literal["bug", "billing", "account", "performance", "data", "how-to", "other"]
@@ -79,7 +97,15 @@ class TriageResult(BaseModel):
 
 
 class CustomerReply(BaseModel):
-    """The payload of a ``support:customer-reply`` event."""
+    """The payload of a ``support:customer-reply`` event.
+
+    ``reply_id`` names one reply: a waiting ticket takes each id once, so a
+    reply is never lost to the one before it, nor counted twice (see
+    ``workflows.support``). ``run_id`` addresses the ticket run that was live
+    when the reply was sent, so a later run of the same ticket does not take
+    it. Both are optional for other producers: without an id, a reply counts
+    if it arrives after the previous reply woke the ticket.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
@@ -89,3 +115,5 @@ class CustomerReply(BaseModel):
         default=False,
         description="The customer marked the ticket solved; a plain reply continues the diagnosis.",
     )
+    reply_id: ReplyId | None = None
+    run_id: RunId | None = None

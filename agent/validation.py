@@ -65,7 +65,9 @@ def pattern_rule(pattern: str, message: Callable[[str], str]) -> AfterValidator:
     compiled = re.compile(pattern)
 
     def check(value: str) -> str:
-        if not compiled.match(value):
+        # fullmatch: with match, "$" also matches before a trailing newline, and
+        # a ticket id "T-1\n" would reach a CEL string literal it breaks.
+        if not compiled.fullmatch(value):
             raise refuse(message(value))
         return value
 

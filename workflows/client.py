@@ -8,7 +8,7 @@ from hatchet_sdk import Hatchet, V1TaskStatus
 from hatchet_sdk.clients.rest.exceptions import NotFoundException
 from hatchet_sdk.runnables.workflow import TaskRunRef
 
-from agent.tickets import CustomerReply, Ticket
+from agent.tickets import CustomerReply, Ticket, new_reply_id
 from evidence.ingest import IngestResult, Upload, ingest
 from evidence.store import EvidenceStore
 from workflows.models import RunStatus, TicketOutcome, TicketRun
@@ -76,6 +76,7 @@ def ticket_run(
         max_tokens=settings.max_tokens,
         code_timeout_seconds=settings.code_timeout_seconds,
         budget=settings.budget,
+        replies_by_id=True,
     )
 
 
@@ -150,13 +151,18 @@ async def reply_to_ticket(hatchet: Hatchet, reply: CustomerReply) -> str:
         raise TicketClosedError(
             f"ticket {reply.ticket_id} is closed ({state}); nothing waits for a reply"
         )
-    return await push_reply(hatchet, reply)
+    return await push_reply(hatchet, reply.model_copy(update={"run_id": current.run_id}))
 
 
 async def push_reply(hatchet: Hatchet, reply: CustomerReply) -> str:
-    """Publish the customer's reply; only the run waiting on this ticket id can take it."""
+    """Publish the customer's reply; only the run waiting on this ticket id can take it.
+
+    A reply without an id gets one: the ticket takes each id once.
+    """
+    if reply.reply_id is None:
+        reply = reply.model_copy(update={"reply_id": new_reply_id()})
     event = await hatchet.event.aio_push(
-        REPLY_EVENT, reply.model_dump(mode="json"), scope=reply.ticket_id
+        REPLY_EVENT, reply.model_dump(mode="json", exclude_none=True), scope=reply.ticket_id
     )
     return event.event_id
 

@@ -65,6 +65,8 @@ class TicketState:
     replies: list[str] = field(default_factory=list)
     customer_replies: list[str] = field(default_factory=list)
     refused_replies: list[str] = field(default_factory=list)
+    # Ids of the reply events taken (accepted or refused): never taken again.
+    taken_replies: list[str] = field(default_factory=list)
     hypotheses: list[str] = field(default_factory=list)
     planner: str = ""
     rounds: int = 0

@@ -52,6 +52,10 @@ class TicketRun(BaseModel):
     max_tokens: int = Field(ge=256)
     code_timeout_seconds: float = Field(gt=0)
     budget: Budget
+    # How the ticket takes its customer's replies (workflows.support): by id, so none is
+    # lost or counted twice. False only for runs submitted before replies had ids, which
+    # must replay the waits they recorded.
+    replies_by_id: bool = False
 
 
 class CodeRunRequest(BaseModel):
@@ -108,6 +112,9 @@ class ReceivedReply(BaseModel):
     message: str = ""
     resolved: bool = False
     error: str | None = Field(default=None, description="Why the payload was refused.")
+    reply_id: str | None = Field(
+        default=None, description="The payload's valid reply id: the ticket never takes it again."
+    )
 
 
 class ReplyRequest(BaseModel):

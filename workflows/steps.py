@@ -7,6 +7,7 @@ the diagnose loop runs the real step logic with the package's fakes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 
 from agent.llm import TextSink, TurnRequest, TurnResult
 from agent.packet import EscalationPacket
-from agent.tickets import CustomerReply
+from agent.tickets import REPLY_ID_PATTERN, CustomerReply
 from agent.validation import first_error
 from sandbox import ExecutionRequest
 from workflows.delivery import DeliveryEvent, DeliveryResult, EventType, event_id, skipped
@@ -92,29 +93,41 @@ def receive_reply(event: ReplyEvent) -> ReceivedReply:
 
     A payload that carries only the message (the scope names the ticket, as
     Hatchet's own examples push it) is taken for the waiting ticket; one that
-    names another ticket is refused.
+    names another ticket is refused. A valid reply id is returned even with a
+    refusal, so the ticket never takes that payload again.
     """
     payload = event.payload
     if not isinstance(payload, dict):
         return _refused(event, f"the payload is {type(payload).__name__}, not a JSON object")
+    reply_id = _valid_reply_id(payload.get("reply_id"))
     named = payload.get("ticket_id", event.ticket_id)
     if named != event.ticket_id:
-        return _refused(event, f"the payload names ticket {str(named)[:80]!r}")
+        return _refused(event, f"the payload names ticket {str(named)[:80]!r}", reply_id)
     try:
         reply = CustomerReply.model_validate({**payload, "ticket_id": event.ticket_id})
     except ValidationError as exc:
-        return _refused(event, first_error(exc))
+        return _refused(event, first_error(exc), reply_id)
     return ReceivedReply(
         ticket_id=event.ticket_id,
         round=event.round,
         accepted=True,
         message=reply.message,
         resolved=reply.resolved,
+        reply_id=reply.reply_id,
     )
 
 
-def _refused(event: ReplyEvent, error: str) -> ReceivedReply:
-    return ReceivedReply(ticket_id=event.ticket_id, round=event.round, accepted=False, error=error)
+def _valid_reply_id(value: object) -> str | None:
+    """The payload's reply id if it is one (it goes into a CEL filter), else None."""
+    if isinstance(value, str) and re.fullmatch(REPLY_ID_PATTERN, value):
+        return value
+    return None
+
+
+def _refused(event: ReplyEvent, error: str, reply_id: str | None = None) -> ReceivedReply:
+    return ReceivedReply(
+        ticket_id=event.ticket_id, round=event.round, accepted=False, error=error, reply_id=reply_id
+    )
 
 
 def escalation_summary(packet: EscalationPacket) -> str:

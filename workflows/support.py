@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -33,7 +34,7 @@ from hatchet_sdk.runnables.workflow import Standalone
 
 from agent.llm import TurnRequest, TurnResult
 from agent.prompts import customer_reply_message, initial_messages
-from agent.tickets import TriageResult
+from agent.tickets import REPLY_ID_PATTERN, TriageResult
 from workflows.deps import Dependencies
 from workflows.diagnose import ChildFailure, TicketState, diagnose, error_text
 from workflows.models import (
@@ -53,6 +54,8 @@ from workflows.settings import WAIT_SLICE_SECONDS, Settings
 from workflows.tasks import ChildTasks, build_child_tasks
 
 Closing = Literal[TicketStatus.RESOLVED, TicketStatus.ESCALATED]
+# A ticket that refuses this many reply events escalates: their producer is broken.
+MAX_REFUSED_REPLIES = 50
 # How a child task's failure reaches the durable parent. Anything else (a
 # non-determinism error, a cancellation) must propagate, never become a
 # ticket decision.
@@ -69,6 +72,27 @@ def reply_filter(ticket_id: str) -> str:
     inside the single-quoted CEL string.
     """
     return f"!has(input.ticket_id) || input.ticket_id == '{ticket_id}'"
+
+
+def reply_filter_by_id(ticket_id: str, run_id: str, taken: list[str]) -> str:
+    """``reply_filter``, for this run's replies only, and none it has taken already.
+
+    The wait looks back over the whole run (its lookback never moves), so a
+    reply is never lost because another woke the ticket just before it; the
+    ids taken keep one from being taken twice, whatever the clocks say. A
+    payload without a run id or reply id passes (other producers; see
+    ``wait_for_customer``). Ids are restricted like ticket ids; checked again
+    here, since they go into a CEL string literal.
+    """
+    for value in (run_id, *taken):
+        if not re.fullmatch(REPLY_ID_PATTERN, value):
+            raise ValueError(f"not an id that can go into a CEL filter: {value[:100]!r}")
+    ids = ", ".join(f"'{i}'" for i in taken)
+    return (
+        f"({reply_filter(ticket_id)})"
+        f" && (!has(input.run_id) || input.run_id == '{run_id}')"
+        f" && (!has(input.reply_id) || !(input.reply_id in [{ids}]))"
+    )
 
 
 def wait_slice(left_seconds: float) -> int:
@@ -247,17 +271,29 @@ def build_support_workflow(
                 spent=state.spent,
             )
 
-        async def wait_for_customer(since: datetime) -> tuple[ReceivedReply | None, datetime]:
-            """The customer's valid reply (None at the timeout), and when it woke the ticket.
+        async def wait_for_customer(since: datetime) -> tuple[ReceivedReply | str, datetime]:
+            """The customer's valid reply (or why none came), and where the next wait looks from.
 
             A malformed reply event is recorded by ``receive-reply`` and the
-            ticket keeps waiting for a valid one within the same deadline. The
-            next wait looks at events from the moment this one woke, taken
-            before anything else runs, so a reply that arrives meanwhile counts.
+            ticket keeps waiting for a valid one within the same deadline.
+
+            Replies with an id (every reply our API and client push) are taken
+            once each by id, and the lookback stays where it is: replies sent
+            close together, or while no worker ran, are each taken in turn. A
+            payload without an id (another producer) cannot be told apart from
+            itself, so the next wait looks only at events after the moment this
+            one woke. Runs submitted before replies had ids keep that rule for
+            every reply (``TicketRun.replies_by_id``): their recorded waits replay.
             """
+            by_id = run.replies_by_id
             started = await ctx.aio_now()
             left = run.reply_timeout_seconds
             for attempt in itertools.count(1):
+                expression = (
+                    reply_filter_by_id(ticket.ticket_id, ctx.workflow_run_id, state.taken_replies)
+                    if by_id
+                    else reply_filter(ticket.ticket_id)
+                )
                 result = await ctx.aio_wait_for(
                     f"customer-reply-{state.rounds}-{attempt}",
                     or_(
@@ -265,7 +301,7 @@ def build_support_workflow(
                         UserEventCondition(
                             event_key=REPLY_EVENT,
                             scope=ticket.ticket_id,
-                            expression=reply_filter(ticket.ticket_id),
+                            expression=expression,
                             consider_events_since=since,
                         ),
                     ),
@@ -276,22 +312,30 @@ def build_support_workflow(
                 if not fired:
                     left = run.reply_timeout_seconds - (woke - started).total_seconds()
                     if left < 1:  # the engine's sleeps are whole seconds
-                        return None, woke
+                        return no_reply_within(), woke
                     continue  # one slice of a longer wait: events since ``since`` still count
                 received = ReceivedReply.model_validate(
                     await children.receive_reply.aio_run(
                         ReplyEvent(ticket_id=ticket.ticket_id, round=state.rounds, payload=payload)
                     )
                 )
+                if by_id and received.reply_id is not None:
+                    state.taken_replies.append(received.reply_id)
+                else:
+                    since = woke
                 if received.accepted:
-                    return received, woke
+                    return received, since
                 state.refused_replies.append(received.error or "refused")
-                # Later waits look only at events after this one, until the same deadline.
-                since = woke
+                if by_id and len(state.refused_replies) >= MAX_REFUSED_REPLIES:
+                    # A broken producer; each refused id also lengthens the next filter.
+                    return f"{MAX_REFUSED_REPLIES} malformed reply events were refused", since
                 left = run.reply_timeout_seconds - (await ctx.aio_now() - started).total_seconds()
                 if left <= 0:
-                    return None, woke
+                    return no_reply_within(), since
             raise AssertionError("unreachable")
+
+        def no_reply_within() -> str:
+            return f"no reply from the customer within {run.reply_timeout_seconds:g} s"
 
         while True:
             state.rounds += 1
@@ -321,13 +365,10 @@ def build_support_workflow(
                 return await finish(TicketStatus.RESOLVED)
 
             reply, since = await wait_for_customer(since)
-            if reply is None:
-                return await finish(
-                    TicketStatus.ESCALATED,
-                    f"no reply from the customer within {run.reply_timeout_seconds:g} s",
-                )
-            # The next wait's lookback starts where this one woke: it cannot match
-            # this reply again, and a reply sent during the next round still counts.
+            if isinstance(reply, str):
+                return await finish(TicketStatus.ESCALATED, reply)
+            # The next wait cannot match this reply again (its id is taken, or the
+            # lookback starts after it), and a reply sent during the next round counts.
             state.customer_replies.append(reply.message)
             if reply.resolved:
                 return await finish(TicketStatus.RESOLVED, resolved_by="customer")

@@ -340,3 +340,36 @@ async def test_a_new_run_for_the_same_ticket_cancels_the_stale_one(
     )
     outcome = await asyncio.wait_for(fresh.aio_result(), timeout=120)
     assert outcome.status == TicketStatus.RESOLVED
+
+
+async def test_replies_sent_together_are_each_taken(
+    claude_hatchet: Hatchet, claude_support: SupportWorkflow, fake_claude: FakeAnthropic
+) -> None:
+    """A second reply right behind the first is the next round's, not lost to it.
+
+    Each wait used to look only at events after the moment the previous one
+    woke the ticket, on the worker's clock: a reply the engine saw in between
+    was never taken, and the ticket escalated for want of a reply.
+    """
+    ticket = Ticket(
+        ticket_id=new_ticket_id("TWO"),
+        customer_email="two@example.com",
+        subject="Exports are empty",
+        body="Our nightly export is empty since Monday.",
+    )
+    fake_claude.script(
+        ticket.ticket_id,
+        message(tool_use(REPLY, {"message": "Which export job is it?"})),
+        message(tool_use(REPLY, {"message": "Thanks, and which region?"})),
+        message(tool_use(REPLY, {"message": "Fixed the region's filter.", "resolved": True})),
+    )
+    ref = await submit_ticket(
+        claude_hatchet, claude_support, ticket, Settings(), reply_timeout_seconds=30
+    )
+    await wait_for_reply_sent(claude_hatchet, ticket.ticket_id, within=120)
+    for text_ in ("The nightly one.", "Oh, and it is in eu-west."):
+        await push_reply(claude_hatchet, CustomerReply(ticket_id=ticket.ticket_id, message=text_))
+    outcome = await asyncio.wait_for(ref.aio_result(), timeout=120)
+    # Each reply is a round of its own (in the order the engine matched them).
+    assert sorted(outcome.customer_replies) == ["Oh, and it is in eu-west.", "The nightly one."]
+    assert (outcome.status, outcome.rounds) == (TicketStatus.RESOLVED, 3), outcome

@@ -12,7 +12,7 @@ from hatchet_sdk import Hatchet
 from agent.tickets import CustomerReply, Ticket
 from tests.conftest import eventually, make_ticket, new_ticket_id
 from tests.e2e.conftest import SpawnWorker
-from workflows.client import push_reply, submit_ticket, wait_for_reply_sent
+from workflows.client import push_reply, reply_to_ticket, submit_ticket, wait_for_reply_sent
 from workflows.engine import connect
 from workflows.models import TicketStatus
 from workflows.names import REPLY_EVENT
@@ -189,3 +189,41 @@ async def test_malformed_replies_are_recorded_and_the_ticket_keeps_waiting(
         "the message is empty",
         "message: Input should be a valid string",
     ]
+
+
+
+
+async def test_a_valid_reply_right_behind_a_malformed_one_is_taken(
+    hatchet: Hatchet, support: SupportWorkflow
+) -> None:
+    ticket = _ticket(new_ticket_id("MV"))
+    ref = await submit_ticket(hatchet, support, ticket, SETTINGS, reply_timeout_seconds=30)
+    await wait_for_reply_sent(hatchet, ticket.ticket_id, within=60)
+    await hatchet.event.aio_push(
+        REPLY_EVENT, {"message": " ", "reply_id": "r-blank"}, scope=ticket.ticket_id
+    )
+    await push_reply(
+        hatchet, CustomerReply(ticket_id=ticket.ticket_id, message="fixed", resolved=True)
+    )
+    outcome = await asyncio.wait_for(ref.aio_result(), timeout=90)
+    assert (outcome.status, outcome.customer_reply) == ("resolved", "fixed"), outcome
+    # Taken once each, in whichever order the engine matched them.
+    assert outcome.refused_replies in ([], ["the message is empty"])
+
+
+async def test_a_new_run_of_a_ticket_does_not_take_the_last_runs_reply(
+    hatchet: Hatchet, support: SupportWorkflow
+) -> None:
+    """The lookback reaches before a run's start; a reply addressed to the run before is not its."""
+    ticket = _ticket(new_ticket_id("RE"))
+    first = await submit_ticket(hatchet, support, ticket, SETTINGS, reply_timeout_seconds=30)
+    await wait_for_reply_sent(hatchet, ticket.ticket_id, within=60)
+    await reply_to_ticket(
+        hatchet, CustomerReply(ticket_id=ticket.ticket_id, message="works", resolved=True)
+    )
+    assert (await asyncio.wait_for(first.aio_result(), timeout=90)).status == TicketStatus.RESOLVED
+
+    again = await submit_ticket(hatchet, support, ticket, SETTINGS, reply_timeout_seconds=3)
+    outcome = await asyncio.wait_for(again.aio_result(), timeout=90)
+    assert (outcome.status, outcome.customer_replies) == ("escalated", []), outcome
+    assert outcome.escalation_reason == "no reply from the customer within 3 s"

@@ -1,5 +1,7 @@
 from datetime import timedelta
 
+import pytest
+
 from hatchet_sdk import ClientConfig, ClientTLSConfig, Hatchet
 
 from tests.conftest import offline_token
@@ -10,6 +12,7 @@ from workflows.steps import receive_reply
 from workflows.support import (
     build_support_workflow,
     reply_filter,
+    reply_filter_by_id,
     wait_result_payload,
     wait_slice,
 )
@@ -30,6 +33,53 @@ def test_wait_result_with_timeout() -> None:
 
 def test_reply_filter_lets_scope_only_payloads_through_but_not_other_tickets() -> None:
     assert reply_filter("T-42") == "!has(input.ticket_id) || input.ticket_id == 'T-42'"
+
+
+RUN = "8f2c7a51-3d0e-4b7a-9c1e-2f6b5d4a3c21"
+
+
+def test_reply_filter_by_id_takes_only_this_runs_untaken_replies() -> None:
+    assert reply_filter_by_id("T-42", RUN, []) == (
+        "(!has(input.ticket_id) || input.ticket_id == 'T-42')"
+        f" && (!has(input.run_id) || input.run_id == '{RUN}')"
+        " && (!has(input.reply_id) || !(input.reply_id in []))"
+    )
+    assert reply_filter_by_id("T-42", RUN, ["a1", "b.2"]).endswith(
+        "!(input.reply_id in ['a1', 'b.2']))"
+    )
+
+
+def test_reply_filter_by_id_refuses_what_would_break_out_of_a_cel_string() -> None:
+    for bad in ("a' || true || '", "a\n", "", "x" * 101):
+        with pytest.raises(ValueError, match="CEL filter"):
+            reply_filter_by_id("T-42", RUN, ["ok", bad])
+
+
+def test_the_reply_id_comes_back_with_the_reply_or_its_refusal() -> None:
+    taken = receive_reply(_event({"message": "fixed", "reply_id": "r-1"}))
+    assert (taken.accepted, taken.reply_id) == (True, "r-1")
+    refused = receive_reply(_event({"message": " ", "reply_id": "r-2"}))
+    assert (refused.accepted, refused.reply_id) == (False, "r-2")
+    other = receive_reply(_event({"ticket_id": "T-2", "message": "hi", "reply_id": "r-3"}))
+    assert (other.accepted, other.reply_id) == (False, "r-3")
+    # An id that cannot go into the filter is no id: the next wait moves its lookback instead.
+    for bad in ("r' || true || '", 7, "r-4\n"):
+        got = receive_reply(_event({"message": "fixed", "reply_id": bad}))
+        assert not got.accepted and got.reply_id is None, bad
+        assert got.error is not None and ("reply_id" in got.error or "reply id" in got.error)
+    assert receive_reply(_event({"message": "no id"})).reply_id is None
+
+
+def test_new_runs_take_replies_by_id_and_old_inputs_keep_their_rule() -> None:
+    from tests.conftest import make_ticket
+    from workflows.client import ticket_run
+    from workflows.models import TicketRun
+
+    run = ticket_run(make_ticket("T-1"), Settings())
+    assert run.replies_by_id
+    recorded = run.model_dump(mode="json")
+    del recorded["replies_by_id"]  # an input recorded before the field existed
+    assert not TicketRun.model_validate(recorded).replies_by_id
 
 
 def _event(payload: object) -> ReplyEvent:

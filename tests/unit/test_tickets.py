@@ -33,6 +33,7 @@ def test_valid_ticket_round_trips() -> None:
         ("ticket_id", "../etc"),
         ("ticket_id", ""),
         ("ticket_id", "x" * 65),
+        ("ticket_id", "T-1\n"),  # "$" matches before a final newline; a CEL literal breaks
         ("customer_email", "not-an-email"),
         ("subject", "   "),
         ("body", ""),
@@ -66,3 +67,13 @@ def test_attachments_are_references_with_safe_names() -> None:
             Attachment.model_validate({**stored.model_dump(), "name": hostile})
     with pytest.raises(ValidationError, match="duplicate"):
         Ticket(**VALID, attachments=[stored, stored])
+
+
+def test_reply_ids_are_safe_for_a_filter_and_optional() -> None:
+    assert CustomerReply(ticket_id="T-1", message="hi").reply_id is None
+    assert CustomerReply(ticket_id="T-1", message="hi", reply_id="r-1").reply_id == "r-1"
+    for bad in ("r' || '", "r-1\n", "", "-r"):
+        with pytest.raises(ValidationError, match="reply id"):
+            CustomerReply(ticket_id="T-1", message="hi", reply_id=bad)
+    with pytest.raises(ValidationError, match="run id"):
+        CustomerReply(ticket_id="T-1", message="hi", run_id="not-a-run")
