@@ -7,7 +7,9 @@ result the model can correct, never an exception in the workflow.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import functools
+import json
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -99,11 +101,26 @@ def _schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def tool_definitions() -> list[dict[str, Any]]:
-    """The tools in the Messages API format, in a fixed order (prompt caching needs stability)."""
-    return [
-        {"name": name, "description": (model.__doc__ or "").strip(), "input_schema": _schema(model)}
-        for name, model in _MODELS.items()
-    ]
+    """The tools in the Messages API format, in a fixed order (prompt caching needs stability).
+
+    A fresh copy each call (callers may mark one for caching), of a JSON text
+    built once: pydantic rebuilt the schemas on every model turn.
+    """
+    return cast(list[dict[str, Any]], json.loads(_tool_definitions_json()))
+
+
+@functools.cache
+def _tool_definitions_json() -> str:
+    return json.dumps(
+        [
+            {
+                "name": name,
+                "description": (model.__doc__ or "").strip(),
+                "input_schema": _schema(model),
+            }
+            for name, model in _MODELS.items()
+        ]
+    )
 
 
 def parse_tool_call(name: str, arguments: object) -> ToolInput:

@@ -39,9 +39,9 @@ from workflows.engine import connect
 from workflows.settings import Settings
 from workflows.support import build_support_workflow
 
-# Per ticket: triage, STEPS + 1 model turns, STEPS code runs, the reply, the
-# resolution, and the durable ticket task itself.
-TASKS_PER_STEP = (1 + (STEPS + 1) + STEPS + 1 + 1 + 1) / STEPS
+# Per ticket: STEPS + 1 model turns, STEPS code runs, the reply, the resolution
+# and the durable ticket task itself (triage is recorded with the ticket's input).
+TASKS_PER_STEP = ((STEPS + 1) + STEPS + 1 + 1 + 1) / STEPS
 FLOOR_PARENTS = 16
 
 T = TypeVar("T")

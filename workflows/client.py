@@ -9,6 +9,7 @@ from hatchet_sdk.clients.rest.exceptions import NotFoundException
 from hatchet_sdk.runnables.workflow import TaskRunRef
 
 from agent.tickets import CustomerReply, Ticket, new_reply_id
+from agent.triage import triage
 from evidence.ingest import IngestResult, Upload, ingest
 from evidence.store import EvidenceStore
 from workflows.models import RunStatus, TicketOutcome, TicketRun
@@ -77,6 +78,7 @@ def ticket_run(
         code_timeout_seconds=settings.code_timeout_seconds,
         budget=settings.budget,
         replies_by_id=True,
+        triage=triage(ticket),
     )
 
 

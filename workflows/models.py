@@ -11,7 +11,7 @@ from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer
 from agent.attachments import EvidenceRef
 from agent.budget import Budget, Spent
 from agent.packet import EscalationPacket
-from agent.tickets import Category, Priority, Ticket
+from agent.tickets import Category, Priority, Ticket, TriageResult
 from workflows.delivery import DeliveryResult
 
 
@@ -56,6 +56,10 @@ class TicketRun(BaseModel):
     # lost or counted twice. False only for runs submitted before replies had ids, which
     # must replay the waits they recorded.
     replies_by_id: bool = False
+    # Triaged at submission (rules only, no model): recorded here with the run's input,
+    # it costs no task of its own. None for runs submitted before, which replay their
+    # triage child.
+    triage: TriageResult | None = None
 
 
 class CodeRunRequest(BaseModel):

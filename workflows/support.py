@@ -219,7 +219,7 @@ def build_support_workflow(
     )
     async def support_ticket(run: TicketRun, ctx: DurableContext) -> TicketOutcome:
         ticket = run.ticket
-        triaged = TriageResult.model_validate(await children.triage.aio_run(ticket))
+        triaged = run.triage or TriageResult.model_validate(await children.triage.aio_run(ticket))
         state = TicketState(run=run, triage=triaged, messages=initial_messages(ticket, triaged))
         # aio_now is recorded in the durable log: identical on every replay.
         since = await ctx.aio_now() - timedelta(seconds=run.reply_lookback_seconds)

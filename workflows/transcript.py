@@ -360,9 +360,10 @@ def _add_child(
 
 def build_transcript(run: TaskRun, children: Sequence[TaskRun]) -> Transcript:
     """Put a ticket run and its children's records in order (pure: no engine calls)."""
-    ticket = _ticket_run(run).ticket
+    submitted = _ticket_run(run)
+    ticket = submitted.ticket
     outcome = _outcome(run)
-    triage: TriageResult | None = None
+    triage: TriageResult | None = submitted.triage  # or, for older runs, their triage child
     escalation = outcome.escalation if outcome else None
     entries: list[Any] = []
     round_number, turns = 1, 0

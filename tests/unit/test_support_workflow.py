@@ -1,7 +1,6 @@
 from datetime import timedelta
 
 import pytest
-
 from hatchet_sdk import ClientConfig, ClientTLSConfig, Hatchet
 
 from tests.conftest import offline_token
