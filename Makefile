@@ -54,6 +54,7 @@ demo: setup
 
 # The test session starts the engine itself if none is running (and stops it after).
 test: setup browser lint
+	@bash setup/hatchet.sh --test
 	@$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration tests/e2e
 
 test-unit: venv

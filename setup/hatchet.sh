@@ -29,7 +29,16 @@
 #
 # HATCHET_BIN_DIR builds (and setup/hatchet-sidecar runs) another bin
 # directory instead of $SUPPORT_AGENT_CACHE_DIR/hatchet-<version>/bin.
+#
+# `setup/hatchet.sh --test` runs our command's Go tests against the same
+# (patched) module instead of building (`make test` does).
 set -euo pipefail
+mode=build
+case "${1:-}" in
+  "") ;;
+  --test) mode=test ;;
+  *) echo "usage: setup/hatchet.sh [--test]" >&2; exit 2 ;;
+esac
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
@@ -63,7 +72,7 @@ built() {
   [ -x "$bin/support-engine" ] && [ -x "$bin/hatchet-migrate" ] && [ -x "$bin/hatchet-admin" ] &&
     grep -q "\"recipe\": \"$recipe\"" "$stamp" 2>/dev/null
 }
-if built; then
+if [ "$mode" = build ] && built; then
   log "hatchet: engine $version (patches: ${patch_names:-none}) already built in $bin"
   exit 0
 fi
@@ -76,7 +85,7 @@ work_root="$SUPPORT_AGENT_CACHE_DIR/hatchet-$version"
 mkdir -p "$work_root"
 exec 9>"$work_root/.build.lock"
 flock 9
-if built; then
+if [ "$mode" = build ] && built; then
   log "hatchet: engine $version (patches: ${patch_names:-none}) built meanwhile in $bin"
   exit 0
 fi
@@ -91,7 +100,7 @@ on_exit() {
 }
 trap on_exit EXIT
 
-log "hatchet: building engine $version (patches: ${patch_names:-none}) into $bin (several minutes)"
+[ "$mode" = test ] || log "hatchet: building engine $version (patches: ${patch_names:-none}) into $bin (several minutes)"
 t0=$SECONDS
 
 current_step="locate the engine module"
@@ -141,6 +150,19 @@ current_step="check the linked declaration"
 # type-check: check its declaration in the source being built first.
 grep -q '^func (t \*APIServer) getCoreEchoService() (\*echo.Echo, error) {$' "$src/api/v1/server/run/run.go" ||
   die "hatchet $version changed APIServer.getCoreEchoService (api/v1/server/run/run.go): update setup/hatchet/cmd/support-engine/apihandler.go"
+
+if [ "$mode" = test ]; then
+  current_step="go test"
+  # The sole-instance lock test needs a database (it locks a random key only):
+  # set-up's own, unless one is given.
+  if [ -z "${SUPPORT_ENGINE_TEST_DATABASE_URL:-}" ] && [ -r "$SUPPORT_AGENT_STATE_DIR/database-url" ]; then
+    SUPPORT_ENGINE_TEST_DATABASE_URL=$(cat "$SUPPORT_AGENT_STATE_DIR/database-url")
+    export SUPPORT_ENGINE_TEST_DATABASE_URL
+  fi
+  CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go test "${modfile_flag[@]}" -count=1 ./cmd/support-engine/
+  current_step=""
+  exit 0
+fi
 
 current_step="go build"
 staging="$bin.new.$$"

@@ -11,8 +11,10 @@ die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 : "${SUPPORT_AGENT_STATE_DIR:=$HOME/.local/state/support-agent}"
 mkdir -p "$SUPPORT_AGENT_CACHE_DIR"
 # The state holds secrets (the database URL, the engine's token, the dashboard
-# login) and customers' evidence: its user's alone.
-mkdir -p -m 0700 "$SUPPORT_AGENT_STATE_DIR"
+# login) and customers' evidence: its user's alone, also when it exists
+# already (mkdir -m applies to a directory it creates only).
+mkdir -p "$SUPPORT_AGENT_STATE_DIR"
+chmod 700 "$SUPPORT_AGENT_STATE_DIR" || die "cannot make $SUPPORT_AGENT_STATE_DIR owner-only (chmod 700)"
 
 # Debian packages are installed only when missing; `apt-get update` runs once
 # per script invocation, and only if something has to be installed.

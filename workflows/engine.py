@@ -134,8 +134,15 @@ def connect(settings: Settings, *, namespace: str | None = None) -> Hatchet:
     return Hatchet.from_embedded(ClientConfig(embedded=EmbeddedHatchetConfig(), **overrides))
 
 
+def _private_dir(path: Path) -> None:
+    """Create ``path`` if needed and make it owner-only (it holds tokens and the
+    database URL): ``mkdir``'s mode applies only to a directory it creates."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
 def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _private_dir(path.parent)
     tmp = path.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
     # Owner-only from its creation: it holds an API token.
@@ -306,7 +313,7 @@ def start_engine_background(settings: Settings) -> EngineInfo:
     if existing is not None:
         return existing
     embedded_options(settings)  # a missing sidecar or database is said here, not in the log
-    settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _private_dir(settings.state_dir)
     log_path = settings.state_dir / "engine-launcher.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(

@@ -135,7 +135,8 @@ def test_the_engine_file_is_owner_only_from_the_start(settings: Settings) -> Non
         replace(src, dst)
 
     def spy_chmod(path: Path, mode: int, **kw: Any) -> None:
-        seen.append(path.stat().st_mode & 0o777)
+        if not path.is_dir():  # the state directory is made owner-only too
+            seen.append(path.stat().st_mode & 0o777)
         chmod(path, mode, **kw)
 
     with pytest.MonkeyPatch.context() as patch:
@@ -144,6 +145,42 @@ def test_the_engine_file_is_owner_only_from_the_start(settings: Settings) -> Non
         _write_atomic(settings.engine_file, "{}")
     assert seen and set(seen) == {0o600}, seen
     assert settings.engine_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_an_existing_state_dir_is_made_owner_only(tmp_path: Path) -> None:
+    from workflows.engine import _write_atomic
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)  # whatever the umask
+    _write_atomic(Settings(state_dir=state).engine_file, "{}")
+    assert state.stat().st_mode & 0o777 == 0o700
+
+
+def test_engine_start_makes_an_existing_state_dir_owner_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workflows.engine as engine
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+
+    class Exited:
+        pid, returncode = 1, 1
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def poll(self) -> int:
+            return 1
+
+    monkeypatch.delenv("HATCHET_CLIENT_TOKEN", raising=False)
+    monkeypatch.setattr(engine, "embedded_options", lambda settings: None)
+    monkeypatch.setattr(subprocess, "Popen", Exited)
+    with pytest.raises(EngineUnavailableError, match="exited during start-up"):
+        engine.start_engine_background(Settings(state_dir=state))
+    assert state.stat().st_mode & 0o777 == 0o700
 
 
 def test_garbage_engine_file_is_ignored(settings: Settings) -> None:

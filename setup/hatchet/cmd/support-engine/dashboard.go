@@ -3,9 +3,11 @@ package main
 import (
 	"fmt"
 	"html"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/hatchet-dev/hatchet/cmd/hatchet-staticfileserver/staticfileserver"
 	"github.com/hatchet-dev/hatchet/pkg/config/server"
@@ -36,6 +38,36 @@ func dashboardHandler(dir string, sc *server.ServerConfig) http.Handler {
 	}
 	sc.Logger.Info().Msgf("support-engine: serving the dashboard from %s", resolved)
 	return h
+}
+
+// toCookieDomain sends a browser that opens a dashboard page at a loopback
+// IP (http://127.0.0.1:8080/, the form the API URL takes) to the same page on
+// localhost when the session cookie's domain is localhost: a browser stores
+// no localhost cookie from a response of 127.0.0.1, so the login would
+// succeed and the next page fall back to the login form. The API and the
+// probes answer at any host, as their clients expect.
+func toCookieDomain(next http.Handler, cookieDomain string) http.Handler {
+	if !strings.EqualFold(strings.TrimPrefix(cookieDomain, "."), "localhost") {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		page := (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+			r.URL.Path != "/api" && !strings.HasPrefix(r.URL.Path, "/api/") &&
+			!strings.HasPrefix(r.URL.Path, "/healthz/")
+		host, port, err := net.SplitHostPort(r.Host)
+		if err != nil { // no port
+			host, port = strings.TrimSuffix(strings.TrimPrefix(r.Host, "["), "]"), ""
+		}
+		if ip := net.ParseIP(host); page && ip != nil && ip.IsLoopback() {
+			target := "http://localhost"
+			if port != "" {
+				target += ":" + port
+			}
+			http.Redirect(w, r, target+r.URL.RequestURI(), http.StatusFound)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // staticServer builds upstream's handler, which panics on an index.html that

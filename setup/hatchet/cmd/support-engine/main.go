@@ -8,7 +8,9 @@
 //   - gRPC on SERVER_GRPC_PORT (the engine's own server, bind address forced);
 //   - one HTTP port, SERVER_PORT, serving the REST API under /api, the engine's
 //     probes under /healthz/ (live, ready, version) and the dashboard
-//     everywhere else. hatchet-lite needs four ports for this (API, static
+//     everywhere else (its pages asked for at 127.0.0.1 or [::1] are
+//     redirected to localhost when the session cookie is for localhost, see
+//     toCookieDomain). hatchet-lite needs four ports for this (API, static
 //     files, the proxy in front of both, health), each on every interface;
 //   - Prometheus only if the configuration enables it (its address gets the
 //     bind host when it names none).
@@ -24,11 +26,15 @@
 //	HATCHET_ENGINE_SOLE_INSTANCE    "true": this is the only engine on the
 //	                                database, so leases and partitions found at
 //	                                start are released and tenants assigned at
-//	                                once (see takeover.go); default false
+//	                                once (see takeover.go); a second engine on
+//	                                the database then refuses to start (the
+//	                                advisory lock soleInstanceLockKey); default false
 //
 // `support-engine admin-credentials -file F` creates that file once with a
 // generated password (mode 0600) and prints ADMIN_EMAIL=/ADMIN_PASSWORD= lines
-// for the seed step.
+// for the seed step. `support-engine sidecar-token -config D -tenant-id T -file F`
+// prints the API token the sidecar hands its clients: the one kept in F while
+// the engine accepts it for 30 more days, else a new 90-day one (see token.go).
 package main
 
 import (
@@ -59,26 +65,49 @@ var Version = "v0.1.0-alpha.0"
 var Patches = ""
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "admin-credentials" {
-		os.Exit(adminCredentialsCommand(os.Args[2:]))
+	os.Exit(runCommand(os.Args[1:], serve))
+}
+
+// runCommand dispatches the command line; serveEngine runs the engine.
+func runCommand(args []string, serveEngine func(configDir string) error) int {
+	if len(args) > 0 && args[0] == "admin-credentials" {
+		return adminCredentialsCommand(args[1:])
+	}
+	if len(args) > 0 && args[0] == "sidecar-token" {
+		return sidecarTokenCommand(args[1:])
 	}
 
-	fs := flag.NewFlagSet("support-engine", flag.ExitOnError)
+	fs := flag.NewFlagSet("support-engine", flag.ContinueOnError)
 	configDir := fs.String("config", "", "the engine's config directory (server.yaml, keys)")
 	printVersion := fs.Bool("version", false, "print the version and exit")
-	_ = fs.Parse(os.Args[1:])
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	// Anything else is a mistake (a misspelt command, a flag after an
+	// argument): running the engine anyway would start a full engine on the
+	// database instead of doing what was asked.
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "support-engine: unknown command %q (commands: admin-credentials, sidecar-token; "+
+			"no command runs the engine)\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
 
 	if *printVersion {
 		fmt.Println(Version)
 		if Patches != "" {
 			fmt.Println("patched:", Patches)
 		}
-		return
+		return 0
 	}
-	if err := serve(*configDir); err != nil {
+	if err := serveEngine(*configDir); err != nil {
 		log.Printf("support-engine: %v", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 func envOr(name, fallback string) string {
@@ -147,13 +176,35 @@ func serve(configDir string) error {
 		}
 	}()
 
+	sole := os.Getenv("HATCHET_ENGINE_SOLE_INSTANCE") == "true"
+	if sole {
+		// Before anything is written: a second engine on this database stops here.
+		release, err := holdSoleInstanceLock(ctx, sc.Pool, soleInstanceLockKey, 3*time.Second)
+		if err != nil {
+			return fmt.Errorf("taking the sole-instance lock: %w", err)
+		}
+		defer release() // after the engine has stopped (defers run last-in first-out)
+	}
+
 	if file := os.Getenv("HATCHET_ADMIN_CREDENTIALS_FILE"); file != "" {
 		if err := enforceAdminPassword(ctx, sc, file); err != nil {
 			return fmt.Errorf("admin credentials: %w", err)
 		}
 	}
 
-	sole := os.Getenv("HATCHET_ENGINE_SOLE_INSTANCE") == "true"
+	// Both ports before the takeover below: an engine that cannot listen must
+	// leave the database as it found it. Requests wait in the listen queue
+	// until the handler is ready.
+	addr := net.JoinHostPort(bind, strconv.Itoa(sc.Runtime.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	defer ln.Close()
+	if err := checkPortFree(net.JoinHostPort(bind, strconv.Itoa(sc.Runtime.GRPCPort))); err != nil {
+		return fmt.Errorf("the gRPC port: %w", err)
+	}
+
 	if sole {
 		if err := releaseStaleOwnership(ctx, sc); err != nil {
 			return fmt.Errorf("releasing a previous engine's leases: %w", err)
@@ -165,18 +216,13 @@ func serve(configDir string) error {
 		return fmt.Errorf("building the REST API: %w", err)
 	}
 
-	addr := net.JoinHostPort(bind, strconv.Itoa(sc.Runtime.Port))
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", addr, err)
-	}
-
 	grpcAddr := net.JoinHostPort(dialHost(bind), strconv.Itoa(sc.Runtime.GRPCPort))
 	mux := http.NewServeMux()
 	mux.Handle("/api/", refuseDefaultLogin(api))
 	mux.Handle("/api", api)
 	registerProbes(mux, sc, grpcAddr)
-	mux.Handle("/", dashboardHandler(os.Getenv("HATCHET_DASHBOARD_DIR"), sc))
+	mux.Handle("/", toCookieDomain(dashboardHandler(os.Getenv("HATCHET_DASHBOARD_DIR"), sc),
+		sc.Auth.ConfigFile.Cookie.Domain))
 
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)

@@ -84,11 +84,16 @@ func TestRefuseDefaultLogin(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	})
 	h := refuseDefaultLogin(next)
-	post := func(path, body string) int {
+	postAs := func(contentType, path, body string) int {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, path, strings.NewReader(body)))
+		req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		h.ServeHTTP(rec, req)
 		return rec.Code
 	}
+	post := func(path, body string) int { return postAs("application/json; charset=utf-8", path, body) }
 	if code := post("/api/v1/users/login", `{"email":"admin@example.com","password":"Admin123!!"}`); code != http.StatusUnauthorized {
 		t.Fatalf("default password: %d", code)
 	}
@@ -98,6 +103,88 @@ func TestRefuseDefaultLogin(t *testing.T) {
 	}
 	if code := post("/api/v1/other", `{"password":"Admin123!!"}`); code != http.StatusOK {
 		t.Fatalf("other path: %d", code)
+	}
+	// The engine reads the first JSON value and ignores what follows; a
+	// field of the wrong type does not stop it from reading the password.
+	for _, body := range []string{
+		`{"email":"admin@example.com","password":"Admin123!!"} x`,
+		`{"email":"admin@example.com","password":"Admin123!!"}{"password":"Other1234"}`,
+		`{"email":"admin@example.com","password":"Admin123!!"}]`,
+		`{"email":5,"password":"Admin123!!"}`,
+		` {"PASSWORD":"Admin123!!"}`,
+	} {
+		if code := post("/api/v1/users/login", body); code != http.StatusUnauthorized {
+			t.Errorf("%s: %d", body, code)
+		}
+	}
+	// The engine binds XML logins too; this filter reads JSON only.
+	xml := `<UserLoginRequest><Email>admin@example.com</Email><Password>Admin123!!</Password></UserLoginRequest>`
+	for _, contentType := range []string{"application/xml", "text/xml", ""} {
+		if code := postAs(contentType, "/api/v1/users/login", xml); code != http.StatusUnsupportedMediaType {
+			t.Errorf("login as %q: %d", contentType, code)
+		}
+	}
+}
+
+func TestUnknownCommandsAreUsageErrors(t *testing.T) {
+	var served []string
+	fake := func(configDir string) error { served = append(served, configDir); return nil }
+	for _, args := range [][]string{{"sidecar-tokn"}, {"--config", "/x", "serve"}, {"help"}} {
+		if code := runCommand(args, fake); code != 2 {
+			t.Errorf("%q: exit %d", args, code)
+		}
+	}
+	if code := runCommand([]string{"--no-such-flag"}, fake); code != 2 {
+		t.Errorf("unknown flag: exit %d", code)
+	}
+	if len(served) != 0 {
+		t.Fatalf("the engine ran for %q", served)
+	}
+	if code := runCommand([]string{"--config", "/x"}, fake); code != 0 || len(served) != 1 || served[0] != "/x" {
+		t.Fatalf("--config /x: exit %d, served %q", code, served)
+	}
+}
+
+func TestLoopbackDashboardPagesGoToTheCookieDomain(t *testing.T) {
+	next := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	h := toCookieDomain(next, "localhost")
+	for _, c := range []struct{ method, target, host, location string }{
+		{http.MethodGet, "/tenants/t/runs?a=b", "127.0.0.1:8080", "http://localhost:8080/tenants/t/runs?a=b"},
+		{http.MethodHead, "/", "127.0.0.1:18080", "http://localhost:18080/"},
+		{http.MethodGet, "/auth/login", "[::1]:8080", "http://localhost:8080/auth/login"},
+		{http.MethodGet, "/", "127.0.0.1", "http://localhost/"},
+		// Pages at the cookie's domain, the API, the probes, other methods
+		// and other hosts are served where they are asked for.
+		{http.MethodGet, "/", "localhost:8080", ""},
+		{http.MethodGet, "/api/v1/users/current", "127.0.0.1:8080", ""},
+		{http.MethodGet, "/api", "127.0.0.1:8080", ""},
+		{http.MethodGet, "/healthz/ready", "127.0.0.1:8080", ""},
+		{http.MethodPost, "/", "127.0.0.1:8080", ""},
+		{http.MethodGet, "/", "192.0.2.7:8080", ""},
+		{http.MethodGet, "/", "example.org", ""},
+	} {
+		req := httptest.NewRequest(c.method, c.target, nil)
+		req.Host = c.host
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if c.location == "" {
+			if rec.Code != http.StatusOK {
+				t.Errorf("%s %s at %s: %d (Location %q)", c.method, c.target, c.host, rec.Code, rec.Header().Get("Location"))
+			}
+			continue
+		}
+		if rec.Code != http.StatusFound || rec.Header().Get("Location") != c.location {
+			t.Errorf("%s %s at %s: %d to %q, want 302 to %s", c.method, c.target, c.host, rec.Code,
+				rec.Header().Get("Location"), c.location)
+		}
+	}
+	// Another cookie domain: nothing to correct.
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Host = "127.0.0.1:8080"
+	rec := httptest.NewRecorder()
+	toCookieDomain(next, "support.example.org").ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("cookie domain support.example.org: %d", rec.Code)
 	}
 }
 

@@ -21,17 +21,96 @@ package main
 // every lease and partition found at start belongs to a process that is gone:
 // they are released before the engine starts, and the tenants are assigned to
 // the new partitions as soon as they exist instead of on the timers.
+//
+// "Gone" is checked, not assumed: a second engine started on the same
+// database by mistake would otherwise release the running one's partitions
+// and only then fail on its ports, leaving the running engine scheduling
+// nothing until its own timers notice. So the engine first takes the
+// database's sole-instance lock (held until it exits) and binds its ports,
+// and releases nothing unless both succeed.
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/hatchet-dev/hatchet/pkg/config/server"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
+// soleInstanceLockKey is the PostgreSQL advisory lock (session level) an
+// engine with HATCHET_ENGINE_SOLE_INSTANCE=true holds on its database for as
+// long as it runs: the bytes of "SupEngin", 0x537570456e67696e =
+// 6013836320930490734. The engine's own advisory locks (its concurrency
+// functions, pg_advisory_xact_lock(1000000 * strategy id + sort id)) share
+// the key space but never reach this value. Anyone can look for it:
+//
+//	SELECT pid FROM pg_locks WHERE locktype = 'advisory'
+//	  AND ((classid::bigint << 32) | objid::bigint) = 6013836320930490734;
+const soleInstanceLockKey int64 = 0x537570456e67696e
+
+var errAnotherEngine = errors.New("another engine is running on this database " +
+	"(it holds the sole-instance lock; HATCHET_ENGINE_SOLE_INSTANCE=true): stop it first")
+
+// holdSoleInstanceLock takes the advisory lock key on a connection of its own
+// from pool, which it keeps out of the pool (the lock lives as long as that
+// session) until release is called; the process ending ends it as well. A
+// lock still held after patience is errAnotherEngine: the server ends the
+// session of an engine that just exited or crashed a moment after it is gone.
+func holdSoleInstanceLock(ctx context.Context, pool *pgxpool.Pool, key int64, patience time.Duration) (release func(), err error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(patience)
+	for {
+		var locked bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&locked); err != nil {
+			conn.Release()
+			return nil, err
+		}
+		if locked {
+			break
+		}
+		if !time.Now().Before(deadline) {
+			conn.Release()
+			return nil, errAnotherEngine
+		}
+		select {
+		case <-ctx.Done():
+			conn.Release()
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return func() {
+		// Unlocked before the function returns (closing alone frees it only
+		// when the server gets round to ending the session), then closed, so
+		// that the pool discards the connection rather than reusing it.
+		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _ = conn.Exec(closeCtx, `SELECT pg_advisory_unlock($1)`, key)
+		_ = conn.Conn().Close(closeCtx)
+		conn.Release()
+	}, nil
+}
+
+// checkPortFree fails when addr cannot be bound now (another engine, or
+// anything else, listens there). The engine binds it itself later.
+func checkPortFree(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
+}
+
 // releaseStaleOwnership frees everything a previous engine process left
-// behind. It runs before the engine starts, so nothing of ours is affected.
+// behind. It runs before the engine starts, so nothing of ours is affected,
+// and only with the sole-instance lock held and the ports bound, so nothing
+// of a running engine's either.
 func releaseStaleOwnership(ctx context.Context, sc *server.ServerConfig) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

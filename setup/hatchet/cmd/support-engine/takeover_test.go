@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// testPool connects to SUPPORT_ENGINE_TEST_DATABASE_URL (setup/hatchet.sh
+// --test passes set-up's database); the tests that need one skip without it.
+// They take advisory locks under a random key only, so any database does.
+func testPool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	url := os.Getenv("SUPPORT_ENGINE_TEST_DATABASE_URL")
+	if url == "" {
+		t.Skip("SUPPORT_ENGINE_TEST_DATABASE_URL is not set")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+func TestTheSoleInstanceLockAdmitsOneEngine(t *testing.T) {
+	first, second := testPool(t), testPool(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	key := rand.Int64()
+
+	release, err := holdSoleInstanceLock(ctx, first, key, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The lock stays with its session, not with whichever connection the
+	// pool hands out next: the first engine's other queries do not free it.
+	for i := 0; i < 3; i++ {
+		if _, err := first.Exec(ctx, `SELECT 1`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if secondRelease, err := holdSoleInstanceLock(ctx, second, key, 300*time.Millisecond); !errors.Is(err, errAnotherEngine) {
+		if secondRelease != nil {
+			secondRelease() // else closing the pool would wait for its connection
+		}
+		release()
+		t.Fatalf("second engine: %v, want errAnotherEngine", err)
+	}
+	release()
+	again, err := holdSoleInstanceLock(ctx, second, key, 0)
+	if err != nil {
+		t.Fatalf("after the first engine stopped: %v", err)
+	}
+	again()
+	// Released means gone from the first pool too: no pooled session keeps it
+	// (the server ends a closed session a moment after the client).
+	held := -1
+	for deadline := time.Now().Add(5 * time.Second); held != 0 && time.Now().Before(deadline); {
+		if err := first.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+			AND ((classid::bigint << 32) | objid::bigint) = $1`, key).Scan(&held); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if held != 0 {
+		t.Fatalf("%d sessions still hold the lock", held)
+	}
+}
+
+func TestCheckPortFreeFailsOnABoundPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := checkPortFree(addr); err == nil {
+		t.Fatalf("%s is bound, checkPortFree said free", addr)
+	}
+	_ = ln.Close()
+	if err := checkPortFree(addr); err != nil {
+		t.Fatalf("%s free again: %v", addr, err)
+	}
+}
