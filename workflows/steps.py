@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from agent.llm import TextSink, TurnRequest, TurnResult
 from agent.packet import EscalationPacket
-from agent.tickets import REPLY_ID_PATTERN, CustomerReply
+from agent.tickets import REPLY_ID_PATTERN, RUN_ID_PATTERN, CustomerReply
 from agent.validation import first_error
 from sandbox import ExecutionRequest
 from workflows.delivery import DeliveryEvent, DeliveryResult, EventType, event_id, skipped
@@ -88,7 +88,16 @@ async def execute_code(
     )
 
 
-def receive_reply(event: ReplyEvent) -> ReceivedReply:
+def addressed_run(event: ReplyEvent) -> str | None:
+    """The ticket run a reply payload says it answers, if it names one in the right form."""
+    payload = event.payload
+    run_id = payload.get("run_id") if isinstance(payload, dict) else None
+    if isinstance(run_id, str) and re.fullmatch(RUN_ID_PATTERN, run_id):
+        return run_id
+    return None
+
+
+def receive_reply(event: ReplyEvent, *, closed_run: str | None = None) -> ReceivedReply:
     """Validate a reply event's payload; a refusal is data, never an exception.
 
     A payload that carries only the message (the scope names the ticket, as
@@ -107,6 +116,12 @@ def receive_reply(event: ReplyEvent) -> ReceivedReply:
         reply = CustomerReply.model_validate({**payload, "ticket_id": event.ticket_id})
     except ValidationError as exc:
         return _refused(event, first_error(exc), reply_id)
+    if closed_run is not None:
+        # An earlier run's reply, within this run's lookback (the ticket was
+        # closed and opened again): that run has answered it already.
+        return _refused(
+            event, f"the reply answers run {closed_run} of this ticket, which has closed", reply_id
+        )
     return ReceivedReply(
         ticket_id=event.ticket_id,
         round=event.round,

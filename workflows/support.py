@@ -74,25 +74,21 @@ def reply_filter(ticket_id: str) -> str:
     return f"!has(input.ticket_id) || input.ticket_id == '{ticket_id}'"
 
 
-def reply_filter_by_id(ticket_id: str, run_id: str, taken: list[str]) -> str:
-    """``reply_filter``, for this run's replies only, and none it has taken already.
+def reply_filter_by_id(ticket_id: str, taken: list[str]) -> str:
+    """``reply_filter``, leaving out the replies this run has taken already.
 
-    The wait looks back over the whole run (its lookback never moves), so a
-    reply is never lost because another woke the ticket just before it; the
-    ids taken keep one from being taken twice, whatever the clocks say. A
-    payload without a run id or reply id passes (other producers; see
-    ``wait_for_customer``). Ids are restricted like ticket ids; checked again
-    here, since they go into a CEL string literal.
+    The wait looks back over the whole run (its lookback never moves for
+    replies with an id), so a reply is never lost because another woke the
+    ticket just before it; the ids taken keep one from being taken twice,
+    whatever the clocks say. A payload without a reply id passes (other
+    producers; see ``wait_for_customer``). Ids are restricted like ticket ids;
+    checked again here, since they go into a CEL string literal.
     """
-    for value in (run_id, *taken):
+    for value in taken:
         if not re.fullmatch(REPLY_ID_PATTERN, value):
             raise ValueError(f"not an id that can go into a CEL filter: {value[:100]!r}")
     ids = ", ".join(f"'{i}'" for i in taken)
-    return (
-        f"({reply_filter(ticket_id)})"
-        f" && (!has(input.run_id) || input.run_id == '{run_id}')"
-        f" && (!has(input.reply_id) || !(input.reply_id in [{ids}]))"
-    )
+    return f"({reply_filter(ticket_id)}) && (!has(input.reply_id) || !(input.reply_id in [{ids}]))"
 
 
 def wait_slice(left_seconds: float) -> int:
@@ -290,7 +286,7 @@ def build_support_workflow(
             left = run.reply_timeout_seconds
             for attempt in itertools.count(1):
                 expression = (
-                    reply_filter_by_id(ticket.ticket_id, ctx.workflow_run_id, state.taken_replies)
+                    reply_filter_by_id(ticket.ticket_id, state.taken_replies)
                     if by_id
                     else reply_filter(ticket.ticket_id)
                 )

@@ -22,7 +22,9 @@ from hatchet_sdk import (
     Hatchet,
     NonRetryableException,
     RateLimit,
+    V1TaskStatus,
 )
+from hatchet_sdk.clients.rest.exceptions import BadRequestException, NotFoundException
 from hatchet_sdk.runnables.workflow import Standalone
 
 from agent.llm import LLMError, TurnRequest, TurnResult
@@ -200,10 +202,26 @@ def build_child_tasks(
     async def receive_reply(event: ReplyEvent, ctx: Context) -> ReceivedReply:
         # Records the event as it arrived (this task's input) and what was made
         # of it (its output): the transcript reads customer replies from here.
-        received = steps.receive_reply(event)
+        received = steps.receive_reply(event, closed_run=await closed_run_addressed(event, ctx))
         if not received.accepted:
             ctx.log(f"reply event refused: {received.error}")
         return received
+
+    async def closed_run_addressed(event: ReplyEvent, ctx: Context) -> str | None:
+        """The run a reply answers, if that is another run of the ticket and it has closed.
+
+        A reply addressed to a run that was replaced (cancelled: the ticket was
+        sent again) or is not listed as finished yet is this run's to take.
+        """
+        addressed = steps.addressed_run(event)
+        if addressed is None or addressed == ctx.parent_workflow_run_id:
+            return None
+        try:
+            status = await hatchet.runs.aio_get_status(addressed)
+        except (NotFoundException, BadRequestException):  # no such run here: not a closed one
+            return None
+        closed = status in (V1TaskStatus.COMPLETED, V1TaskStatus.FAILED)
+        return addressed if closed else None
 
     # Deliveries: Hatchet retries timeouts and 5xx with backoff; a refusal
     # (another 4xx) cannot succeed on retry. The event id is stable, so a

@@ -225,3 +225,19 @@ async def test_a_new_run_of_a_ticket_does_not_take_the_last_runs_reply(
     outcome = await asyncio.wait_for(again.aio_result(), timeout=90)
     assert (outcome.status, outcome.customer_replies) == ("escalated", []), outcome
     assert outcome.escalation_reason == "no reply from the customer within 3 s"
+
+
+async def test_a_reply_to_a_replaced_run_is_taken_by_the_run_that_replaced_it(
+    hatchet: Hatchet, support: SupportWorkflow
+) -> None:
+    """The run list lags: right after a ticket is sent again, a reply names the run it replaced."""
+    ticket = _ticket(new_ticket_id("RP"))
+    first = await submit_ticket(hatchet, support, ticket, SETTINGS, reply_timeout_seconds=60)
+    await wait_for_reply_sent(hatchet, ticket.ticket_id, within=60)
+    second = await submit_ticket(hatchet, support, ticket, SETTINGS, reply_timeout_seconds=60)
+    reply = CustomerReply(
+        ticket_id=ticket.ticket_id, message="works", resolved=True, run_id=first.workflow_run_id
+    )
+    await push_reply(hatchet, reply)
+    outcome = await asyncio.wait_for(second.aio_result(), timeout=90)
+    assert (outcome.status, outcome.customer_reply) == ("resolved", "works"), outcome

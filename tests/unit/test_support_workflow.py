@@ -7,7 +7,7 @@ from tests.conftest import offline_token
 from workflows.models import ReplyEvent
 from workflows.names import REPLY_EVENT
 from workflows.settings import WAIT_SLICE_SECONDS, Settings
-from workflows.steps import receive_reply
+from workflows.steps import addressed_run, receive_reply
 from workflows.support import (
     build_support_workflow,
     reply_filter,
@@ -37,21 +37,29 @@ def test_reply_filter_lets_scope_only_payloads_through_but_not_other_tickets() -
 RUN = "8f2c7a51-3d0e-4b7a-9c1e-2f6b5d4a3c21"
 
 
-def test_reply_filter_by_id_takes_only_this_runs_untaken_replies() -> None:
-    assert reply_filter_by_id("T-42", RUN, []) == (
+def test_reply_filter_by_id_leaves_out_the_replies_taken() -> None:
+    assert reply_filter_by_id("T-42", []) == (
         "(!has(input.ticket_id) || input.ticket_id == 'T-42')"
-        f" && (!has(input.run_id) || input.run_id == '{RUN}')"
         " && (!has(input.reply_id) || !(input.reply_id in []))"
     )
-    assert reply_filter_by_id("T-42", RUN, ["a1", "b.2"]).endswith(
-        "!(input.reply_id in ['a1', 'b.2']))"
-    )
+    assert reply_filter_by_id("T-42", ["a1", "b.2"]).endswith("!(input.reply_id in ['a1', 'b.2']))")
 
 
 def test_reply_filter_by_id_refuses_what_would_break_out_of_a_cel_string() -> None:
     for bad in ("a' || true || '", "a\n", "", "x" * 101):
         with pytest.raises(ValueError, match="CEL filter"):
-            reply_filter_by_id("T-42", RUN, ["ok", bad])
+            reply_filter_by_id("T-42", ["ok", bad])
+
+
+def test_a_reply_to_a_closed_run_of_the_ticket_is_refused_and_taken() -> None:
+    event = _event({"message": "works", "reply_id": "r-9", "run_id": RUN})
+    assert addressed_run(event) == RUN
+    got = receive_reply(event, closed_run=RUN)
+    assert (got.accepted, got.reply_id) == (False, "r-9")
+    assert got.error == f"the reply answers run {RUN} of this ticket, which has closed"
+    assert receive_reply(event).accepted  # its own run, a replaced one, or not finished yet
+    for odd in (None, 5, "not-a-run", RUN + "\n"):
+        assert addressed_run(_event({"message": "works", "run_id": odd})) is None
 
 
 def test_the_reply_id_comes_back_with_the_reply_or_its_refusal() -> None:
