@@ -200,12 +200,19 @@ install_dist() {
   ln -sfn "$(basename "$target")" "$link.new"
   mv -T "$link.new" "$link"
   # Builds of this version older than the one just replaced go (that one stays
-  # until the next build, in case a running engine still serves it).
+  # until the next build), except one a running engine still serves: the
+  # engine holds a shared lock on its stamp for its life (support-engine's
+  # dashboard.go), so an exclusive one is not to be had while it runs.
   local old name
   for old in "$link".*; do
     [ -d "$old" ] && ! [ -L "$old" ] || continue
     name=$(basename "$old")
-    [ "$name" = "$(basename "$target")" ] || [ "$name" = "$previous" ] || rm -rf "$old"
+    if [ "$name" = "$(basename "$target")" ] || [ "$name" = "$previous" ]; then continue; fi
+    if [ -f "$old/$stamp_name" ] && ! flock -n -x "$old/$stamp_name" true; then
+      echo "keeping $name: a running engine serves it"
+      continue
+    fi
+    rm -rf "$old"
   done
 }
 step "install into $link" install_dist

@@ -19,6 +19,7 @@ the same runs.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,9 @@ from hatchet_sdk import ClientConfig, EmbeddedHatchetConfig, Hatchet
 from workflows.settings import ConfigurationError, Settings
 
 HANDSHAKE_ENV = "HATCHET_EMBEDDED_HANDSHAKE"
+# The descriptor of the start lock ``start_engine_background`` holds for the
+# launcher it starts (see ``_take_start_lock``).
+_LOCK_FD_ENV = "SUPPORT_AGENT_ENGINE_LOCK_FD"
 
 
 class EngineUnavailableError(RuntimeError):
@@ -244,14 +249,65 @@ def embedded_options(settings: Settings) -> EmbeddedHatchetConfig:
     )
 
 
+def _take_start_lock(settings: Settings) -> int:
+    """An open descriptor holding the state dir's start lock (``engine.lock``).
+
+    Held from the check for a running engine until the new one's
+    ``engine.json`` is written: two ``engine start`` at once otherwise both
+    found none and started two sidecars, the second of which took the first's
+    engine for its own. A start waits here for the one before it, then finds
+    its engine. ``start_engine_background`` hands its descriptor to the
+    launcher it starts (``_LOCK_FD_ENV``): the lock belongs to the open file,
+    so the launcher holds it on (even if the starter is interrupted) until its
+    engine is recorded or it exits.
+    """
+    _private_dir(settings.state_dir)
+    path = settings.state_dir / "engine.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    inherited = os.environ.pop(_LOCK_FD_ENV, "")
+    if inherited.isdigit():
+        with contextlib.suppress(OSError):
+            if os.path.samestat(os.fstat(int(inherited)), os.fstat(fd)):
+                os.close(fd)
+                return int(inherited)  # held already: taking it again succeeds at once
+    deadline = time.monotonic() + settings.engine_start_timeout_seconds + 15
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise EngineUnavailableError(
+                    f"another engine start has held {path} for too long; try again"
+                ) from None
+            time.sleep(0.1)
+
+
 def run_engine(settings: Settings) -> int:
     """Run the embedded engine in the foreground until SIGTERM/SIGINT (``engine run``)."""
-    from hatchet_sdk.embedded import start_embedded_sidecar
-
     if settings.external_engine:
         raise EngineUnavailableError(
             "HATCHET_CLIENT_TOKEN is set: that external engine is used, none is started here"
         )
+    lock = _take_start_lock(settings)
+    held = True
+
+    def release() -> None:  # once: the number may name another file afterwards
+        nonlocal held
+        if held:
+            held = False
+            os.close(lock)
+
+    try:
+        return _run_engine(settings, release)
+    finally:
+        release()
+
+
+def _run_engine(settings: Settings, recorded: Callable[[], None]) -> int:
+    from hatchet_sdk.embedded import start_embedded_sidecar
+
     existing = running_engine(settings)
     if existing is not None:
         raise EngineUnavailableError(
@@ -288,6 +344,7 @@ def run_engine(settings: Settings) -> int:
             started=process_start(os.getpid()),
         )  # fmt: skip
         _write_atomic(settings.engine_file, json.dumps(info.__dict__))
+        recorded()  # releases the start lock: the next start finds this engine
         print(f"engine ready: gRPC {hs.grpc_address}, API {hs.api_url}", flush=True)
         while not stop.wait(1.0):
             if sidecar.process.poll() is not None:
@@ -313,16 +370,28 @@ def start_engine_background(settings: Settings) -> EngineInfo:
     if existing is not None:
         return existing
     embedded_options(settings)  # a missing sidecar or database is said here, not in the log
-    _private_dir(settings.state_dir)
+    lock = _take_start_lock(settings)  # a start under way: wait for it, then use its engine
+    try:
+        existing = running_engine(settings)
+        if existing is not None:
+            return existing
+        return _start_launcher(settings, lock)
+    finally:
+        os.close(lock)
+
+
+def _start_launcher(settings: Settings, lock: int) -> EngineInfo:
     log_path = settings.state_dir / "engine-launcher.log"
     with log_path.open("ab") as log:
+        start_of_this_run = log.tell()
         process = subprocess.Popen(
             [sys.executable, "-m", "workflows.engine"],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
             start_new_session=True,  # not killed with the terminal or the caller
-            env=engine_environment(dict(os.environ)),
+            env={**engine_environment(dict(os.environ)), _LOCK_FD_ENV: str(lock)},
+            pass_fds=(lock,),
         )
     deadline = time.monotonic() + settings.engine_start_timeout_seconds
     while time.monotonic() < deadline:
@@ -331,11 +400,53 @@ def start_engine_background(settings: Settings) -> EngineInfo:
             return info
         if process.poll() is not None:
             raise EngineUnavailableError(
-                f"the engine exited during start-up (code {process.returncode}); see {log_path}"
+                f"the engine exited during start-up (code {process.returncode})"
+                + start_failure(log_path, start_of_this_run)
             )
         time.sleep(0.25)
     process.terminate()
-    raise EngineUnavailableError(f"the engine was not ready in time; see {log_path}")
+    raise EngineUnavailableError(
+        "the engine was not ready in time" + start_failure(log_path, start_of_this_run)
+    )
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# What the sidecar writes into engine.log before each start (setup/hatchet-sidecar).
+_START_MARK = "hatchet-sidecar: starting"
+_WORTH_QUOTING = re.compile(r"\b(ERR|FTL|PNC|error|fatal|panic|failed)\b|support-engine:", re.I)
+
+
+def start_failure(launcher_log: Path, offset: int, lines: int = 5) -> str:
+    """Why a start failed, for its error message: the sidecar's own word (its
+    ``[setup] error:`` line) and the last lines of this start in the engine's
+    log that say something went wrong, instead of sending the user through
+    ``engine-launcher.log`` to find ``engine.log``."""
+    try:
+        with launcher_log.open("rb") as log:
+            log.seek(offset)
+            launched = _ANSI.sub("", log.read().decode(errors="replace")).splitlines()
+    except OSError:
+        launched = []
+    errors = ("[setup] error:", "support-agent: error:")
+    said = [line.strip() for line in launched if line.startswith(errors)]
+    sidecar = [line for line in said if line.startswith("[setup]")]
+    message = f": {(sidecar or said)[-1]}" if said else ""
+    engine_log = re.search(r"see (\S*engine\.log)", message)
+    if engine_log is not None:
+        try:
+            with open(engine_log.group(1), "rb") as log:
+                log.seek(max(0, os.fstat(log.fileno()).st_size - 256 * 1024))
+                text = _ANSI.sub("", log.read().decode(errors="replace"))
+        except OSError:
+            text = ""
+        this_start = text.rpartition(_START_MARK)[2].splitlines()[1:]
+        written = [line.rstrip() for line in this_start if line.strip()]
+        quoted = [line for line in written if _WORTH_QUOTING.search(line)] or written
+        if quoted:
+            message += "\n  last lines of the engine's log:\n" + "\n".join(
+                f"    {line[:300]}" for line in quoted[-lines:]
+            )
+    return f"{message}\n  (the launcher's output: {launcher_log})"
 
 
 def stop_engine(settings: Settings, timeout: float = 60.0) -> bool:

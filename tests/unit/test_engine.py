@@ -1,5 +1,7 @@
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -258,3 +260,94 @@ def test_no_database_says_how_to_get_one(
         EngineUnavailableError, match=r"make setup.*HATCHET_CLIENT_EMBEDDED_DATABASE_URL"
     ):
         embedded_options(settings)
+
+
+# A stand-in for the sidecar with the SDK's contract: it notes each start in
+# HATCHET_STUB_STARTS, writes its handshake after HATCHET_STUB_DELAY seconds (or, with
+# HATCHET_STUB_FAIL, says why it failed as setup/hatchet-sidecar does and exits 1),
+# then runs until its stdin closes. (The launcher passes its sidecar HATCHET_*
+# variables only.)
+STUB_SIDECAR = f"""#!{sys.executable}
+import json, os, sys, time
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+with open(os.environ["HATCHET_STUB_STARTS"], "a") as out:
+    out.write(f"{{os.getpid()}}\\n")
+if os.environ.get("HATCHET_STUB_FAIL"):
+    why = "support-engine exited during start-up; see " + os.environ["HATCHET_STUB_FAIL"]
+    print("[setup] error: " + why, file=sys.stderr)
+    sys.exit(1)
+time.sleep(float(os.environ.get("HATCHET_STUB_DELAY", "1")))
+with open(args["-handshake-file"] + ".tmp", "w") as out:
+    json.dump({{"token": "ey.stub", "tenant_id": "t", "grpc_address": "127.0.0.1:1",
+               "api_url": "http://127.0.0.1:2"}}, out)
+os.rename(args["-handshake-file"] + ".tmp", args["-handshake-file"])
+sys.stdin.read()
+"""
+
+
+def _stub_engine_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    sidecar = tmp_path / "sidecar"
+    sidecar.write_text(STUB_SIDECAR)
+    sidecar.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HATCHET_", "SUPPORT_AGENT_"))}
+    return {
+        **env,
+        "SUPPORT_AGENT_STATE_DIR": str(tmp_path / "state"),
+        "HATCHET_CLIENT_EMBEDDED_BINARY_PATH": str(sidecar),
+        "HATCHET_CLIENT_EMBEDDED_DATABASE_URL": "postgresql://u@127.0.0.1:1/db",
+        "SUPPORT_AGENT_ENGINE_START_TIMEOUT_SECONDS": "30",
+        "HATCHET_STUB_STARTS": str(tmp_path / "starts"),
+        **extra,
+    }
+
+
+def _engine_start(env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "engine", "start"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_engine_starts_at_once_start_one_engine(tmp_path: Path) -> None:
+    """The second start waits for the first and reports its engine (it used to start a
+    second sidecar, which took the first's engine for its own)."""
+    env = _stub_engine_env(tmp_path)
+    starts = [_engine_start(env) for _ in range(2)]
+    try:
+        outputs = [p.communicate(timeout=60) for p in starts]
+        for p, (_, err) in zip(starts, outputs, strict=True):
+            assert p.returncode == 0, err
+        sidecars = (tmp_path / "starts").read_text().split()
+        assert len(sidecars) == 1, f"{len(sidecars)} sidecars started"
+        assert outputs[0][0] == outputs[1][0]  # the same engine (pid, addresses)
+    finally:
+        stop_engine(Settings(state_dir=tmp_path / "state"), timeout=10)
+        # A second sidecar (the failure this test is for) would outlive it: its
+        # launcher stops once it is gone.
+        for pid in (tmp_path / "starts").read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGTERM)
+
+
+def test_a_failed_start_quotes_the_sidecar_and_the_engine_log(tmp_path: Path) -> None:
+    engine_log = tmp_path / "engine.log"
+    engine_log.write_text(
+        "hatchet-sidecar: starting, earlier\n"
+        "2026/01/01 support-engine: an earlier start's trouble\n"
+        "hatchet-sidecar: starting, now\n"
+        "\x1b[90m2026-11-30T00:00:00Z\x1b[0m \x1b[32mINF\x1b[0m \x1b[1mstarting the engine\x1b[0m\n"
+        "2026/11/30 00:00:01 support-engine: listening on 127.0.0.1:18080: address already in use\n"
+        "\n"
+    )
+    env = _stub_engine_env(tmp_path, HATCHET_STUB_FAIL=str(engine_log))
+    start = _engine_start(env)
+    _, err = start.communicate(timeout=60)
+    assert start.returncode == 1
+    assert "support-engine exited during start-up; see " + str(engine_log) in err
+    assert "support-engine: listening on 127.0.0.1:18080: address already in use" in err
+    assert "earlier start" not in err
+    assert "\x1b[" not in err

@@ -4,9 +4,12 @@ The engine binaries are stand-ins (a script answering as support-engine,
 hatchet-admin and its HTTP probes), so no database or build is needed.
 """
 
+import http.server
+import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,9 +18,11 @@ import pytest
 SETUP = Path(__file__).resolve().parents[2] / "setup"
 
 # support-engine's stand-in: its two commands, or an engine that answers 200
-# everywhere for STUB_ENGINE_SECONDS and then exits with STUB_ENGINE_EXIT.
+# everywhere (with the sidecar's instance header, as support-engine does) for
+# STUB_ENGINE_SECONDS and then exits with STUB_ENGINE_EXIT. The environment it
+# was started with goes to STUB_ENV_FILE.
 STUB = f"""#!{sys.executable}
-import http.server, os, sys, threading, time
+import http.server, json, os, sys, threading, time
 args = sys.argv[1:]
 if args[:1] == ["admin-credentials"]:
     print("ADMIN_EMAIL=admin@example.com\\nADMIN_PASSWORD=Stub1234Stub")
@@ -28,12 +33,18 @@ if args[:1] == ["sidecar-token"]:
         print("ey.stub.token")
     sys.exit(code)
 
+if os.environ.get("STUB_ENV_FILE"):
+    with open(os.environ["STUB_ENV_FILE"], "w") as out:
+        json.dump(dict(os.environ), out)
+
 class Ok(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(200)
+        self.send_header("Support-Engine-Instance", os.environ.get("HATCHET_ENGINE_INSTANCE", ""))
         self.end_headers()
 
-server = http.server.HTTPServer(("127.0.0.1", int(os.environ["SERVER_PORT"])), Ok)
+bind = os.environ.get("HATCHET_ENGINE_BIND_ADDRESS", "127.0.0.1")
+server = http.server.HTTPServer((bind, int(os.environ["SERVER_PORT"])), Ok)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 time.sleep(float(os.environ.get("STUB_ENGINE_SECONDS", "60")))
 sys.exit(int(os.environ.get("STUB_ENGINE_EXIT", "0")))
@@ -46,7 +57,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_sidecar(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], Path]:
+def start_sidecar(
+    tmp_path: Path, api_port: int | None = None, **env: str
+) -> tuple[subprocess.Popen[str], Path]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "support-engine").write_text(STUB)
@@ -58,7 +71,7 @@ def start_sidecar(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], Pa
         "-handshake-file": str(handshake),
         "-database-url": "postgresql://u@127.0.0.1:1/db",
         "-grpc-port": str(free_port()),
-        "-api-port": str(free_port()),
+        "-api-port": str(api_port or free_port()),
     }
     command = ["bash", str(SETUP / "hatchet-sidecar"), *(w for kv in flags.items() for w in kv)]
     process = subprocess.Popen(
@@ -111,12 +124,78 @@ def test_an_engine_that_dies_fails_the_sidecar(tmp_path: Path) -> None:
 
 def test_closing_stdin_is_an_orderly_stop(tmp_path: Path) -> None:
     process, handshake = start_sidecar(tmp_path)
-    deadline = time.monotonic() + 30
-    while not handshake.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for_handshake(process, handshake)
     assert handshake.exists()
     code, err = finish(process, close_stdin=True)
     assert code == 0, err
+
+
+def wait_for_handshake(process: subprocess.Popen[str], handshake: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not handshake.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_another_engine_on_the_port_is_not_taken_for_its_own(tmp_path: Path) -> None:
+    """A second start whose engine cannot have the port must not report the first's as ready."""
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    other = http.server.HTTPServer(("127.0.0.1", 0), Ok)  # the first start's engine
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        port = int(other.server_address[1])
+        process, handshake = start_sidecar(tmp_path, api_port=port)
+        code, err = finish(process)
+    finally:
+        other.shutdown()
+    assert code == 1
+    assert "support-engine exited during start-up" in err
+    assert not handshake.exists()
+    assert not (tmp_path / "state" / "dashboard.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("bind", "host", "cookie_domain"),
+    [
+        ("127.0.0.2", "127.0.0.2", "127.0.0.2"),
+        ("0.0.0.0", "127.0.0.1", "localhost"),
+        ("127.0.0.1", "127.0.0.1", "localhost"),
+    ],
+)
+def test_clients_are_handed_the_bind_address(
+    tmp_path: Path, bind: str, host: str, cookie_domain: str
+) -> None:
+    env_file = tmp_path / "engine-env.json"
+    process, handshake = start_sidecar(
+        tmp_path, HATCHET_ENGINE_BIND_ADDRESS=bind, STUB_ENV_FILE=str(env_file)
+    )
+    wait_for_handshake(process, handshake)
+    try:
+        assert handshake.exists(), process.poll()
+        hs = json.loads(handshake.read_text())
+        engine_env = json.loads(env_file.read_text())
+        dashboard = json.loads((tmp_path / "state" / "dashboard.json").read_text())
+    finally:
+        code, err = finish(process, close_stdin=True)
+    assert code == 0, err
+    api_port = engine_env["SERVER_PORT"]
+    grpc_port = engine_env["SERVER_GRPC_PORT"]
+    assert hs["grpc_address"] == f"{host}:{grpc_port}"
+    assert hs["api_url"] == f"http://{host}:{api_port}"
+    assert engine_env["SERVER_URL"] == f"http://{host}:{api_port}"
+    assert engine_env["SERVER_GRPC_BROADCAST_ADDRESS"] == f"{host}:{grpc_port}"
+    assert engine_env["SERVER_AUTH_COOKIE_DOMAIN"] == cookie_domain
+    assert dashboard["api_url"] == f"http://{host}:{api_port}"
+    assert dashboard["url"] == f"http://{cookie_domain}:{api_port}/"
+    # The engine stops by itself if this sidecar is killed (support-engine's parent.go).
+    assert engine_env["HATCHET_ENGINE_PARENT_PID"] == str(process.pid)
 
 
 @pytest.mark.parametrize("existing", [True, False])

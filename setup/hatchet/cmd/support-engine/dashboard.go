@@ -6,8 +6,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/hatchet-dev/hatchet/cmd/hatchet-staticfileserver/staticfileserver"
 	"github.com/hatchet-dev/hatchet/pkg/config/server"
@@ -22,14 +24,17 @@ func dashboardHandler(dir string, sc *server.ServerConfig) http.Handler {
 		return missingDashboard("HATCHET_DASHBOARD_DIR is not set")
 	}
 	// Serve the build the link points to now: setup/dashboard.sh swaps the
-	// link on a rebuild and keeps the replaced build until the next one, so a
-	// running engine keeps serving one consistent build.
+	// link on a rebuild and never deletes a build an engine holds (holdBuild),
+	// so a running engine keeps serving one consistent build.
 	resolved, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		return missingDashboard(fmt.Sprintf("no dashboard build at %s", dir))
 	}
 	if _, err := os.Stat(filepath.Join(resolved, "index.html")); err != nil {
 		return missingDashboard(fmt.Sprintf("no index.html in %s", resolved))
+	}
+	if err := holdBuild(resolved); err != nil {
+		sc.Logger.Warn().Msgf("support-engine: a rebuild may delete the dashboard in %s: %v", resolved, err)
 	}
 	h, err := staticServer(resolved)
 	if err != nil {
@@ -70,15 +75,63 @@ func toCookieDomain(next http.Handler, cookieDomain string) http.Handler {
 	})
 }
 
+// buildStamp is the file setup/dashboard.sh writes into every build.
+const buildStamp = ".support-agent-build.json"
+
+// heldBuild keeps the descriptor holding the served build's lock open for the
+// process's life (an unreferenced *os.File is closed by its finalizer).
+var heldBuild *os.File
+
+// holdBuild takes a shared flock on the build's stamp for as long as this
+// process lives: setup/dashboard.sh deletes an old build only when it can
+// lock that file exclusively, so a build a running engine serves stays, and
+// the lock goes with the engine however it ends (no record to go stale).
+func holdBuild(dir string) error {
+	f, err := os.Open(filepath.Join(dir, buildStamp))
+	if err != nil {
+		return err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return fmt.Errorf("locking %s: %w", buildStamp, err)
+	}
+	heldBuild = f
+	return nil
+}
+
 // staticServer builds upstream's handler, which panics on an index.html that
-// does not parse as a template.
+// does not parse as a template, behind staticGuard.
 func staticServer(dir string) (h http.Handler, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%v", r)
 		}
 	}()
-	return staticfileserver.NewStaticFileServer(dir, "/"), nil
+	return staticGuard(dir, staticfileserver.NewStaticFileServer(dir, "/")), nil
+}
+
+// staticGuard answers 404 where upstream's server would answer with a file
+// that is not the dashboard's or with the wrong thing: dot-files (the build
+// stamp), directory listings (/assets/), and missing files under /assets/,
+// which upstream answers with index.html, so a page asking a build for a
+// chunk it lacks gets HTML as JavaScript instead of a clean failure. Unknown
+// page paths still get index.html (the app's own routes).
+func staticGuard(dir string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		clean := path.Clean("/" + r.URL.Path)
+		if strings.Contains(clean, "/.") {
+			http.NotFound(w, r)
+			return
+		}
+		if clean != "/" {
+			info, err := os.Stat(filepath.Join(dir, filepath.FromSlash(clean)))
+			if (err == nil && info.IsDir()) || (err != nil && strings.HasPrefix(clean, "/assets/")) {
+				http.NotFound(w, r)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func missingDashboard(reason string) http.Handler {

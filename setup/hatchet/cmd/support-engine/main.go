@@ -8,7 +8,7 @@
 //   - gRPC on SERVER_GRPC_PORT (the engine's own server, bind address forced);
 //   - one HTTP port, SERVER_PORT, serving the REST API under /api, the engine's
 //     probes under /healthz/ (live, ready, version) and the dashboard
-//     everywhere else (its pages asked for at 127.0.0.1 or [::1] are
+//     everywhere else, to known Host names only (frontdoor.go) (its pages asked for at 127.0.0.1 or [::1] are
 //     redirected to localhost when the session cookie is for localhost, see
 //     toCookieDomain). hatchet-lite needs four ports for this (API, static
 //     files, the proxy in front of both, health), each on every interface;
@@ -29,6 +29,14 @@
 //	                                once (see takeover.go); a second engine on
 //	                                the database then refuses to start (the
 //	                                advisory lock soleInstanceLockKey); default false
+//	HATCHET_ENGINE_ALLOWED_HOSTS    names the HTTP port answers besides loopback,
+//	                                the bind address and the hosts of SERVER_URL,
+//	                                HATCHET_DASHBOARD_URL and the cookie domain;
+//	                                others get 421 (DNS rebinding, see frontdoor.go)
+//	HATCHET_ENGINE_INSTANCE         sent back in the probes' Support-Engine-Instance
+//	                                header: the sidecar's proof it reached this engine
+//	HATCHET_ENGINE_PARENT_PID       stop (as on SIGTERM) once this process is no
+//	                                longer the parent (see parent.go)
 //
 // `support-engine admin-credentials -file F` creates that file once with a
 // generated password (mode 0600) and prints ADMIN_EMAIL=/ADMIN_PASSWORD= lines
@@ -163,6 +171,11 @@ func serve(configDir string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ctx, orphaned, err := stopWithParent(ctx)
+	if err != nil {
+		return err
+	}
+	defer orphaned()
 
 	override := lockDown(bind)
 	cf := loader.NewConfigLoader(configDir)
@@ -224,7 +237,8 @@ func serve(configDir string) error {
 	mux.Handle("/", toCookieDomain(dashboardHandler(os.Getenv("HATCHET_DASHBOARD_DIR"), sc),
 		sc.Auth.ConfigFile.Cookie.Domain))
 
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	handler := frontDoor(mux, hostAllowlistFromEnv(bind), os.Getenv("HATCHET_ENGINE_INSTANCE"))
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	sc.Logger.Info().Msgf("support-engine: API and dashboard on http://%s, gRPC on %s:%d",
