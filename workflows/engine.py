@@ -414,6 +414,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # What the sidecar writes into engine.log before each start (setup/hatchet-sidecar).
 _START_MARK = "hatchet-sidecar: starting"
 _WORTH_QUOTING = re.compile(r"\b(ERR|FTL|PNC|error|fatal|panic|failed)\b|support-engine:", re.I)
+# What an engine logs while it is being stopped (the sidecar gave up on it): not why it failed.
+_STOPPING_NOISE = re.compile(r"context canceled|shutting down|received signal", re.I)
 
 
 def start_failure(launcher_log: Path, offset: int, lines: int = 5) -> str:
@@ -441,6 +443,7 @@ def start_failure(launcher_log: Path, offset: int, lines: int = 5) -> str:
             text = ""
         this_start = text.rpartition(_START_MARK)[2].splitlines()[1:]
         written = [line.rstrip() for line in this_start if line.strip()]
+        written = [line for line in written if not _STOPPING_NOISE.search(line)]
         quoted = [line for line in written if _WORTH_QUOTING.search(line)] or written
         if quoted:
             message += "\n  last lines of the engine's log:\n" + "\n".join(
@@ -450,17 +453,26 @@ def start_failure(launcher_log: Path, offset: int, lines: int = 5) -> str:
 
 
 def stop_engine(settings: Settings, timeout: float = 60.0) -> bool:
-    """Stop the engine started by ``engine start``; False when none was running."""
-    info = running_engine(settings)
-    if info is None:
-        return False
-    os.kill(info.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _pid_alive(info.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if _pid_alive(info.pid):
-        os.kill(info.pid, signal.SIGKILL)
-    return True
+    """Stop the engine started by ``engine start``; False when none was running.
+
+    Under the start lock: a stop while a start is under way waits for its
+    engine and stops it (it used to find none, and the engine ran on), and a
+    start meanwhile waits until this engine is gone.
+    """
+    lock = _take_start_lock(settings)
+    try:
+        info = running_engine(settings)
+        if info is None:
+            return False
+        os.kill(info.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _pid_alive(info.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _pid_alive(info.pid):
+            os.kill(info.pid, signal.SIGKILL)
+        return True
+    finally:
+        os.close(lock)
 
 
 def main() -> int:

@@ -333,6 +333,23 @@ def test_two_engine_starts_at_once_start_one_engine(tmp_path: Path) -> None:
                 os.kill(int(pid), signal.SIGTERM)
 
 
+def test_a_stop_during_a_start_stops_the_engine_it_started(tmp_path: Path) -> None:
+    """It used to find no engine.json yet, say none ran, and leave the engine running."""
+    env = _stub_engine_env(tmp_path, HATCHET_STUB_DELAY="2")
+    settings = Settings(state_dir=tmp_path / "state")
+    start = _engine_start(env)
+    try:
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "starts").exists():  # the sidecar runs: the start holds the lock
+            assert time.monotonic() < deadline, "the stub sidecar never started"
+            time.sleep(0.05)
+        assert stop_engine(settings, timeout=10)
+        start.communicate(timeout=60)
+        assert running_engine(settings) is None
+    finally:
+        stop_engine(settings, timeout=10)
+
+
 def test_a_failed_start_quotes_the_sidecar_and_the_engine_log(tmp_path: Path) -> None:
     engine_log = tmp_path / "engine.log"
     engine_log.write_text(
@@ -341,7 +358,9 @@ def test_a_failed_start_quotes_the_sidecar_and_the_engine_log(tmp_path: Path) ->
         "hatchet-sidecar: starting, now\n"
         "\x1b[90m2026-11-30T00:00:00Z\x1b[0m \x1b[32mINF\x1b[0m \x1b[1mstarting the engine\x1b[0m\n"
         "2026/11/30 00:00:01 support-engine: listening on 127.0.0.1:18080: address already in use\n"
-        "\n"
+        # The sidecar stopping the engine: noise, not the reason.
+        + "ERR error listening for multiplexed messages error=\"context canceled\"\n" * 6
+        + "\n"
     )
     env = _stub_engine_env(tmp_path, HATCHET_STUB_FAIL=str(engine_log))
     start = _engine_start(env)
@@ -351,3 +370,4 @@ def test_a_failed_start_quotes_the_sidecar_and_the_engine_log(tmp_path: Path) ->
     assert "support-engine: listening on 127.0.0.1:18080: address already in use" in err
     assert "earlier start" not in err
     assert "\x1b[" not in err
+    assert "context canceled" not in err

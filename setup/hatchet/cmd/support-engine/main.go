@@ -192,11 +192,12 @@ func serve(configDir string) error {
 	sole := os.Getenv("HATCHET_ENGINE_SOLE_INSTANCE") == "true"
 	if sole {
 		// Before anything is written: a second engine on this database stops here.
-		release, err := holdSoleInstanceLock(ctx, sc.Pool, soleInstanceLockKey, 3*time.Second)
+		lock, err := holdSoleInstanceLock(ctx, sc.Pool, soleInstanceLockKey, 3*time.Second)
 		if err != nil {
 			return fmt.Errorf("taking the sole-instance lock: %w", err)
 		}
-		defer release() // after the engine has stopped (defers run last-in first-out)
+		defer lock.Release() // after the engine has stopped (defers run last-in first-out)
+		go lock.Watch(ctx, 15*time.Second, stop)
 	}
 
 	if file := os.Getenv("HATCHET_ADMIN_CREDENTIALS_FILE"); file != "" {

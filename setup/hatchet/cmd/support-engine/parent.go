@@ -27,9 +27,14 @@ func stopWithParent(ctx context.Context) (context.Context, context.CancelFunc, e
 		return ctx, cancel, nil
 	}
 	parent, err := strconv.Atoi(value)
-	if err != nil || parent <= 1 {
+	if err != nil || parent < 1 {
 		cancel()
 		return nil, nil, fmt.Errorf("HATCHET_ENGINE_PARENT_PID=%q is not a parent's pid", value)
+	}
+	if parent == 1 {
+		// The sidecar is the pid namespace's init (a container's entrypoint):
+		// when it goes, the namespace and this process go with it.
+		return ctx, cancel, nil
 	}
 	go watchParent(ctx, parent, os.Getppid, time.Second, func() {
 		log.Printf("support-engine: parent process %d is gone: stopping", parent)

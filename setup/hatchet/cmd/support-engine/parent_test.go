@@ -52,3 +52,18 @@ func TestTheParentWatchIsOnlyForTheSidecar(t *testing.T) {
 		t.Fatal("a bad pid was accepted")
 	}
 }
+
+func TestASidecarThatIsItsNamespacesInitIsNotWatched(t *testing.T) {
+	// In a container the sidecar may be pid 1; this process's parent is then 1
+	// for as long as it lives, and the engine must start.
+	t.Setenv("HATCHET_ENGINE_PARENT_PID", "1")
+	ctx, cancel, err := stopWithParent(context.Background())
+	if err != nil {
+		t.Fatalf("refused a sidecar that is pid 1: %v", err)
+	}
+	defer cancel()
+	time.Sleep(20 * time.Millisecond)
+	if ctx.Err() != nil {
+		t.Fatal("stopped at once")
+	}
+}

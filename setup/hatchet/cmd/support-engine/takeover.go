@@ -33,7 +33,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hatchet-dev/hatchet/pkg/config/server"
@@ -54,47 +56,132 @@ const soleInstanceLockKey int64 = 0x537570456e67696e
 var errAnotherEngine = errors.New("another engine is running on this database " +
 	"(it holds the sole-instance lock; HATCHET_ENGINE_SOLE_INSTANCE=true): stop it first")
 
+// soleLock is the sole-instance lock an engine holds: the advisory lock key
+// on a connection of its own, kept out of the pool (the lock lives as long as
+// that session).
+type soleLock struct {
+	pool     *pgxpool.Pool
+	key      int64
+	mu       sync.Mutex
+	conn     *pgxpool.Conn // nil while the lock is to be taken again, or released
+	released bool
+}
+
 // holdSoleInstanceLock takes the advisory lock key on a connection of its own
-// from pool, which it keeps out of the pool (the lock lives as long as that
-// session) until release is called; the process ending ends it as well. A
-// lock still held after patience is errAnotherEngine: the server ends the
-// session of an engine that just exited or crashed a moment after it is gone.
-func holdSoleInstanceLock(ctx context.Context, pool *pgxpool.Pool, key int64, patience time.Duration) (release func(), err error) {
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
+// from pool until Release; the process ending ends it as well. A lock still
+// held after patience is errAnotherEngine: the server ends the session of an
+// engine that just exited or crashed a moment after it is gone.
+func holdSoleInstanceLock(ctx context.Context, pool *pgxpool.Pool, key int64, patience time.Duration) (*soleLock, error) {
 	deadline := time.Now().Add(patience)
 	for {
-		var locked bool
-		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&locked); err != nil {
-			conn.Release()
+		conn, err := tryLock(ctx, pool, key)
+		if err != nil {
 			return nil, err
 		}
-		if locked {
-			break
+		if conn != nil {
+			return &soleLock{pool: pool, key: key, conn: conn}, nil
 		}
 		if !time.Now().Before(deadline) {
-			conn.Release()
 			return nil, errAnotherEngine
 		}
 		select {
 		case <-ctx.Done():
-			conn.Release()
 			return nil, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	return func() {
-		// Unlocked before the function returns (closing alone frees it only
-		// when the server gets round to ending the session), then closed, so
-		// that the pool discards the connection rather than reusing it.
-		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, _ = conn.Exec(closeCtx, `SELECT pg_advisory_unlock($1)`, key)
-		_ = conn.Conn().Close(closeCtx)
+}
+
+// tryLock returns a connection holding the lock, or nil when another session has it.
+func tryLock(ctx context.Context, pool *pgxpool.Pool, key int64) (*pgxpool.Conn, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var locked bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&locked); err != nil {
 		conn.Release()
-	}, nil
+		return nil, err
+	}
+	if !locked {
+		conn.Release()
+		return nil, nil
+	}
+	return conn, nil
+}
+
+// Watch checks every interval that the lock's session is still there: a
+// session that ends (PostgreSQL restarted, the connection killed) takes the
+// lock with it, and a second engine could then start and release this one's
+// partitions. The lock is taken again on a new connection; if another engine
+// has it meanwhile, lost is called (the engine stops). While the database
+// cannot be reached the check waits for the next interval.
+func (l *soleLock) Watch(ctx context.Context, interval time.Duration, lost func()) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		if errors.Is(l.check(ctx), errAnotherEngine) {
+			lost()
+			return
+		}
+	}
+}
+
+func (l *soleLock) check(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.released {
+		return nil
+	}
+	checkCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if l.conn != nil {
+		var held bool
+		err := l.conn.QueryRow(checkCtx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = pg_backend_pid()
+			AND locktype = 'advisory' AND granted AND ((classid::bigint << 32) | objid::bigint) = $1)`, l.key).Scan(&held)
+		if err == nil && held {
+			return nil
+		}
+		// The session is gone (or no longer holds it): take the lock again.
+		_ = l.conn.Conn().Close(checkCtx)
+		l.conn.Release()
+		l.conn = nil
+	}
+	conn, err := tryLock(checkCtx, l.pool, l.key)
+	if err != nil {
+		log.Printf("support-engine: the sole-instance lock's session ended; cannot take it again yet: %v", err)
+		return nil // the next check tries again
+	}
+	if conn == nil {
+		log.Printf("support-engine: the sole-instance lock's session ended and another engine took the lock: stopping")
+		return errAnotherEngine
+	}
+	log.Printf("support-engine: the sole-instance lock's session ended; took the lock again")
+	l.conn = conn
+	return nil
+}
+
+// Release unlocks before it returns (closing alone frees the lock only when
+// the server gets round to ending the session), then closes the connection,
+// so that the pool discards it rather than reusing it.
+func (l *soleLock) Release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.released = true
+	if l.conn == nil {
+		return
+	}
+	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = l.conn.Exec(closeCtx, `SELECT pg_advisory_unlock($1)`, l.key)
+	_ = l.conn.Conn().Close(closeCtx)
+	l.conn.Release()
+	l.conn = nil
 }
 
 // checkPortFree fails when addr cannot be bound now (another engine, or

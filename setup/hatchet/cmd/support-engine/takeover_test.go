@@ -41,7 +41,7 @@ func TestTheSoleInstanceLockAdmitsOneEngine(t *testing.T) {
 	defer cancel()
 	key := rand.Int64()
 
-	release, err := holdSoleInstanceLock(ctx, first, key, 0)
+	lock, err := holdSoleInstanceLock(ctx, first, key, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,19 +52,19 @@ func TestTheSoleInstanceLockAdmitsOneEngine(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if secondRelease, err := holdSoleInstanceLock(ctx, second, key, 300*time.Millisecond); !errors.Is(err, errAnotherEngine) {
-		if secondRelease != nil {
-			secondRelease() // else closing the pool would wait for its connection
+	if secondLock, err := holdSoleInstanceLock(ctx, second, key, 300*time.Millisecond); !errors.Is(err, errAnotherEngine) {
+		if secondLock != nil {
+			secondLock.Release() // else closing the pool would wait for its connection
 		}
-		release()
+		lock.Release()
 		t.Fatalf("second engine: %v, want errAnotherEngine", err)
 	}
-	release()
+	lock.Release()
 	again, err := holdSoleInstanceLock(ctx, second, key, 0)
 	if err != nil {
 		t.Fatalf("after the first engine stopped: %v", err)
 	}
-	again()
+	again.Release()
 	// Released means gone from the first pool too: no pooled session keeps it
 	// (the server ends a closed session a moment after the client).
 	held := -1
@@ -92,5 +92,59 @@ func TestCheckPortFreeFailsOnABoundPort(t *testing.T) {
 	_ = ln.Close()
 	if err := checkPortFree(addr); err != nil {
 		t.Fatalf("%s free again: %v", addr, err)
+	}
+}
+
+// lockBackend is the server process of the session holding key.
+func lockBackend(t *testing.T, ctx context.Context, pool *pgxpool.Pool, key int64) int {
+	t.Helper()
+	var pid int
+	if err := pool.QueryRow(ctx, `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+		AND ((classid::bigint << 32) | objid::bigint) = $1`, key).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+func TestALockWhoseSessionEndedIsTakenAgainOrLost(t *testing.T) {
+	first, second := testPool(t), testPool(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	key := rand.Int64()
+	lock, err := holdSoleInstanceLock(ctx, first, key, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Release()
+
+	// The session ends (PostgreSQL restarted, the connection killed): the
+	// next check takes the lock again.
+	if _, err := second.Exec(ctx, `SELECT pg_terminate_backend($1)`, lockBackend(t, ctx, second, key)); err != nil {
+		t.Fatal(err)
+	}
+	if err := lock.check(ctx); err != nil {
+		t.Fatalf("after the session ended: %v", err)
+	}
+	if other, err := holdSoleInstanceLock(ctx, second, key, 0); !errors.Is(err, errAnotherEngine) {
+		if other != nil {
+			other.Release()
+		}
+		t.Fatalf("a second engine after the retake: %v, want errAnotherEngine", err)
+	}
+
+	// Ended again, and another engine takes the lock first: the engine is told.
+	if _, err := second.Exec(ctx, `SELECT pg_terminate_backend($1)`, lockBackend(t, ctx, second, key)); err != nil {
+		t.Fatal(err)
+	}
+	var other *soleLock
+	for deadline := time.Now().Add(5 * time.Second); other == nil; {
+		other, err = holdSoleInstanceLock(ctx, second, key, 0)
+		if err != nil && !time.Now().Before(deadline) {
+			t.Fatalf("the other engine never got the lock: %v", err)
+		}
+	}
+	defer other.Release()
+	if err := lock.check(ctx); !errors.Is(err, errAnotherEngine) {
+		t.Fatalf("after another engine took the lock: %v, want errAnotherEngine", err)
 	}
 }
