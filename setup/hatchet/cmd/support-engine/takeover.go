@@ -53,6 +53,11 @@ import (
 //	  AND ((classid::bigint << 32) | objid::bigint) = 6013836320930490734;
 const soleInstanceLockKey int64 = 0x537570456e67696e
 
+// advisoryLockRows selects the pg_locks rows of the advisory lock $1 (a
+// bigint key is split over classid and objid).
+const advisoryLockRows = `SELECT pid, granted FROM pg_locks WHERE locktype = 'advisory'
+	AND ((classid::bigint << 32) | objid::bigint) = $1`
+
 var errAnotherEngine = errors.New("another engine is running on this database " +
 	"(it holds the sole-instance lock; HATCHET_ENGINE_SOLE_INSTANCE=true): stop it first")
 
@@ -142,8 +147,8 @@ func (l *soleLock) check(ctx context.Context) error {
 	defer cancel()
 	if l.conn != nil {
 		var held bool
-		err := l.conn.QueryRow(checkCtx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = pg_backend_pid()
-			AND locktype = 'advisory' AND granted AND ((classid::bigint << 32) | objid::bigint) = $1)`, l.key).Scan(&held)
+		err := l.conn.QueryRow(checkCtx, `SELECT EXISTS (SELECT 1 FROM (`+advisoryLockRows+`) l
+			WHERE l.pid = pg_backend_pid() AND l.granted)`, l.key).Scan(&held)
 		if err == nil && held {
 			return nil
 		}

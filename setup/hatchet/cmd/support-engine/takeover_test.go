@@ -13,11 +13,15 @@ import (
 )
 
 // testPool connects to SUPPORT_ENGINE_TEST_DATABASE_URL (setup/hatchet.sh
-// --test passes set-up's database); the tests that need one skip without it.
-// They take advisory locks under a random key only, so any database does.
+// --test passes set-up's database); the tests that need one skip without it,
+// except under CI=true, where a missing database is a failure. They take
+// advisory locks under a random key only, so any database does.
 func testPool(t *testing.T) *pgxpool.Pool {
 	t.Helper()
 	url := os.Getenv("SUPPORT_ENGINE_TEST_DATABASE_URL")
+	if url == "" && os.Getenv("CI") == "true" {
+		t.Fatal("SUPPORT_ENGINE_TEST_DATABASE_URL is not set (CI=true: no skipping)")
+	}
 	if url == "" {
 		t.Skip("SUPPORT_ENGINE_TEST_DATABASE_URL is not set")
 	}
@@ -35,16 +39,23 @@ func testPool(t *testing.T) *pgxpool.Pool {
 	return pool
 }
 
-func TestTheSoleInstanceLockAdmitsOneEngine(t *testing.T) {
-	first, second := testPool(t), testPool(t)
+// lockedByFirst is two pools on the test database (two engines), a random
+// key, and the first pool's lock on it.
+func lockedByFirst(t *testing.T) (ctx context.Context, first, second *pgxpool.Pool, key int64, lock *soleLock) {
+	t.Helper()
+	first, second = testPool(t), testPool(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	key := rand.Int64()
-
+	t.Cleanup(cancel)
+	key = rand.Int64()
 	lock, err := holdSoleInstanceLock(ctx, first, key, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ctx, first, second, key, lock
+}
+
+func TestTheSoleInstanceLockAdmitsOneEngine(t *testing.T) {
+	ctx, first, second, key, lock := lockedByFirst(t)
 	// The lock stays with its session, not with whichever connection the
 	// pool hands out next: the first engine's other queries do not free it.
 	for i := 0; i < 3; i++ {
@@ -69,8 +80,7 @@ func TestTheSoleInstanceLockAdmitsOneEngine(t *testing.T) {
 	// (the server ends a closed session a moment after the client).
 	held := -1
 	for deadline := time.Now().Add(5 * time.Second); held != 0 && time.Now().Before(deadline); {
-		if err := first.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
-			AND ((classid::bigint << 32) | objid::bigint) = $1`, key).Scan(&held); err != nil {
+		if err := first.QueryRow(ctx, `SELECT count(*) FROM (`+advisoryLockRows+`) l`, key).Scan(&held); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -99,22 +109,14 @@ func TestCheckPortFreeFailsOnABoundPort(t *testing.T) {
 func lockBackend(t *testing.T, ctx context.Context, pool *pgxpool.Pool, key int64) int {
 	t.Helper()
 	var pid int
-	if err := pool.QueryRow(ctx, `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
-		AND ((classid::bigint << 32) | objid::bigint) = $1`, key).Scan(&pid); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT pid FROM (`+advisoryLockRows+`) l WHERE l.granted`, key).Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
 	return pid
 }
 
 func TestALockWhoseSessionEndedIsTakenAgainOrLost(t *testing.T) {
-	first, second := testPool(t), testPool(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	key := rand.Int64()
-	lock, err := holdSoleInstanceLock(ctx, first, key, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, _, second, key, lock := lockedByFirst(t)
 	defer lock.Release()
 
 	// The session ends (PostgreSQL restarted, the connection killed): the
@@ -138,6 +140,7 @@ func TestALockWhoseSessionEndedIsTakenAgainOrLost(t *testing.T) {
 	}
 	var other *soleLock
 	for deadline := time.Now().Add(5 * time.Second); other == nil; {
+		var err error
 		other, err = holdSoleInstanceLock(ctx, second, key, 0)
 		if err != nil && !time.Now().Before(deadline) {
 			t.Fatalf("the other engine never got the lock: %v", err)
