@@ -8,13 +8,14 @@ from collections import Counter
 
 import pytest
 from hatchet_sdk import Hatchet
+from hatchet_sdk.runnables.workflow import TaskRunRef
 
 from agent.tickets import CustomerReply, Ticket
 from tests.conftest import eventually, make_ticket, new_ticket_id
 from tests.e2e.conftest import SpawnWorker
 from workflows.client import push_reply, reply_to_ticket, submit_ticket, wait_for_reply_sent
 from workflows.engine import connect
-from workflows.models import TicketStatus
+from workflows.models import TicketOutcome, TicketRun, TicketStatus
 from workflows.names import REPLY_EVENT
 from workflows.settings import Settings
 from workflows.support import SupportWorkflow, build_support_workflow
@@ -45,6 +46,18 @@ async def child_task_names(hatchet: Hatchet, ticket_id: str) -> Counter[str]:
     names = Counter(_task_part(row.workflow_name) for row in rows)
     del names["support-ticket"]
     return names
+
+
+async def parked(
+    hatchet: Hatchet, support: SupportWorkflow, prefix: str, reply_timeout: float
+) -> tuple[Ticket, TaskRunRef[TicketRun, TicketOutcome]]:
+    """A new ticket, submitted and waiting for its customer (its first reply has gone out)."""
+    ticket = _ticket(new_ticket_id(prefix))
+    ref = await submit_ticket(
+        hatchet, support, ticket, SETTINGS, reply_timeout_seconds=reply_timeout
+    )
+    await wait_for_reply_sent(hatchet, ticket.ticket_id, within=60)
+    return ticket, ref
 
 
 async def test_reply_pushed_right_after_start_resolves(
@@ -148,9 +161,7 @@ async def test_a_reply_carrying_only_its_scope_is_taken(
     hatchet: Hatchet, support: SupportWorkflow
 ) -> None:
     """Pushed as Hatchet's own support-agent example pushes it: message only, scope = ticket."""
-    ticket = _ticket(new_ticket_id("S"))
-    ref = await submit_ticket(hatchet, support, ticket, SETTINGS, reply_timeout_seconds=60)
-    await wait_for_reply_sent(hatchet, ticket.ticket_id, within=60)
+    ticket, ref = await parked(hatchet, support, "S", 60)
     await hatchet.event.aio_push(
         REPLY_EVENT, {"message": "Thanks, it works now."}, scope=ticket.ticket_id
     )
@@ -162,9 +173,7 @@ async def test_a_reply_carrying_only_its_scope_is_taken(
 async def test_malformed_replies_are_recorded_and_the_ticket_keeps_waiting(
     hatchet: Hatchet, support: SupportWorkflow
 ) -> None:
-    ticket = _ticket(new_ticket_id("M"))
-    ref = await submit_ticket(hatchet, support, ticket, SETTINGS, reply_timeout_seconds=60)
-    await wait_for_reply_sent(hatchet, ticket.ticket_id, within=60)
+    ticket, ref = await parked(hatchet, support, "M", 60)
     bad_replies: tuple[dict[str, object], ...] = (
         {"ticket_id": ticket.ticket_id},
         {"message": "   "},
@@ -194,9 +203,7 @@ async def test_malformed_replies_are_recorded_and_the_ticket_keeps_waiting(
 async def test_a_valid_reply_right_behind_a_malformed_one_is_taken(
     hatchet: Hatchet, support: SupportWorkflow
 ) -> None:
-    ticket = _ticket(new_ticket_id("MV"))
-    ref = await submit_ticket(hatchet, support, ticket, SETTINGS, reply_timeout_seconds=30)
-    await wait_for_reply_sent(hatchet, ticket.ticket_id, within=60)
+    ticket, ref = await parked(hatchet, support, "MV", 30)
     await hatchet.event.aio_push(
         REPLY_EVENT, {"message": " ", "reply_id": "r-blank"}, scope=ticket.ticket_id
     )
@@ -213,9 +220,7 @@ async def test_a_new_run_of_a_ticket_does_not_take_the_last_runs_reply(
     hatchet: Hatchet, support: SupportWorkflow
 ) -> None:
     """The lookback reaches before a run's start; a reply addressed to the run before is not its."""
-    ticket = _ticket(new_ticket_id("RE"))
-    first = await submit_ticket(hatchet, support, ticket, SETTINGS, reply_timeout_seconds=30)
-    await wait_for_reply_sent(hatchet, ticket.ticket_id, within=60)
+    ticket, first = await parked(hatchet, support, "RE", 30)
     await reply_to_ticket(
         hatchet, CustomerReply(ticket_id=ticket.ticket_id, message="works", resolved=True)
     )
@@ -231,9 +236,7 @@ async def test_a_reply_to_a_replaced_run_is_taken_by_the_run_that_replaced_it(
     hatchet: Hatchet, support: SupportWorkflow
 ) -> None:
     """The run list lags: right after a ticket is sent again, a reply names the run it replaced."""
-    ticket = _ticket(new_ticket_id("RP"))
-    first = await submit_ticket(hatchet, support, ticket, SETTINGS, reply_timeout_seconds=60)
-    await wait_for_reply_sent(hatchet, ticket.ticket_id, within=60)
+    ticket, first = await parked(hatchet, support, "RP", 60)
     second = await submit_ticket(hatchet, support, ticket, SETTINGS, reply_timeout_seconds=60)
     reply = CustomerReply(
         ticket_id=ticket.ticket_id, message="works", resolved=True, run_id=first.workflow_run_id
