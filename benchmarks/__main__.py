@@ -1,5 +1,7 @@
 """``make bench``: every benchmark, each a ratio against a baseline measured in the same run."""
 
+from collections.abc import Callable
+
 from benchmarks import (
     bench_agent,
     bench_api,
@@ -13,25 +15,25 @@ from benchmarks import (
 )
 from tests.namespaces import delete_namespaces
 
-try:
-    bench_sandbox.main()
-    print()
-    bench_agent.main()
-    print()
-    bench_throughput.main()
-    print()
-    bench_cost.main()
-    print()
-    bench_api.main()
-    print()
-    bench_evidence.main()
-    print()
-    bench_park.main()
-    print()
-    bench_reliability.main()
-    print()
-    # Last: it restarts the engine.
-    bench_cold.main()
-finally:
-    # What the benchmarks registered would otherwise keep the engine busy (tests/namespaces.py).
-    delete_namespaces()
+BENCHMARKS: list[Callable[[], None]] = [
+    bench_sandbox.main,
+    bench_agent.main,
+    bench_throughput.main,
+    bench_cost.main,
+    bench_api.main,
+    bench_evidence.main,
+    bench_park.main,
+    bench_reliability.main,
+    bench_cold.main,  # last: it restarts the engine
+]
+
+for index, benchmark in enumerate(BENCHMARKS):
+    try:
+        benchmark()
+    finally:
+        # What a benchmark registered and left queued (the intake benchmark's
+        # tickets have no worker) would keep the engine busy during the next
+        # ones (tests/namespaces.py).
+        delete_namespaces()
+    if index < len(BENCHMARKS) - 1:
+        print()

@@ -1,30 +1,42 @@
 """Hatchet namespaces for tests and benchmarks, removed from the engine when they end.
 
-A namespace leaves its workflows behind, and the engine keeps working for
-them: every concurrency strategy of a workflow is polled until the workflow
-is deleted, every queue for a day after its last task. Measured on 2 cores:
-750 workflows left by earlier test sessions kept an idle engine and its
-PostgreSQL at 35% CPU and cut parking from 3.8 to 1.5 tickets/s. So each
-session deletes what it registered (``delete_namespaces``, from the e2e
-conftest and each benchmark); our engine build then stops polling the
-deleted workflows' idle queues too (tests/e2e/test_engine_queues.py).
+A namespace leaves its workflows and its unfinished runs behind, and the
+engine keeps working for them: every concurrency strategy of a workflow is
+polled until the workflow is deleted, every queue for a day after its last
+task, and a queued run (a ticket submitted with no worker to take it) until
+its 48-hour schedule timeout. Measured on 2 cores: 750 workflows left by
+earlier test sessions kept an idle engine and its PostgreSQL at 35% CPU and
+cut parking from 3.8 to 1.5 tickets/s; 1,567 runs left queued by earlier
+benchmark runs (the HTTP intake benchmark's 200 tickets each time) kept them
+at 27% of a core idle and made each code step cost 211-273 ms of machine CPU
+in orchestration instead of 137 ms. So each session cancels the runs it left
+unfinished and deletes what it registered (``delete_namespaces``, from the
+e2e conftest and after each benchmark); our engine build then stops polling
+the deleted workflows' idle queues too (tests/e2e/test_engine_queues.py).
 """
 
 from __future__ import annotations
 
 import atexit
+import time
 import uuid
+from datetime import UTC, datetime, timedelta
+
+from hatchet_sdk import Hatchet
+from hatchet_sdk.clients.rest.models.v1_task_status import V1TaskStatus
+from hatchet_sdk.clients.rest.models.workflow import Workflow
+from hatchet_sdk.features.runs import BulkCancelReplayOpts, RunFilter
 
 from workflows.engine import connect
 from workflows.settings import Settings
 
-_created: list[str] = []
+# Namespace -> when it was recorded, less a margin for clocks: its runs are younger.
+_created: dict[str, datetime] = {}
 
 
 def remember(namespace: str) -> str:
     """Record a namespace for ``delete_namespaces``; returns it."""
-    if namespace not in _created:
-        _created.append(namespace)
+    _created.setdefault(namespace, datetime.now(UTC) - timedelta(hours=1))
     return namespace
 
 
@@ -32,7 +44,7 @@ def new_namespace(prefix: str) -> str:
     """A fresh namespace, recorded so that ``delete_namespaces`` removes it.
 
     A benchmark run on its own (``python -m benchmarks.bench_park``) deletes
-    its namespaces when the process exits; ``make bench`` does it after all.
+    its namespaces when the process exits; ``make bench`` after each benchmark.
     """
     if not _created:
         atexit.register(_delete_at_exit)
@@ -45,31 +57,70 @@ def _delete_at_exit() -> None:
     try:
         delete_namespaces()
     except Exception as exc:  # the engine went away: nothing to keep busy
-        print(f"could not delete the namespaces {_created}: {exc}")
+        print(f"could not delete the namespaces {list(_created)}: {exc}")
+
+
+def _workflows(hatchet: Hatchet) -> list[Workflow]:
+    """The namespace's workflows. The name filter matches substrings, so each
+    name is checked for the exact prefix: another namespace that merely
+    contains this one is left alone."""
+    prefix = hatchet.namespace  # as the SDK normalises it (lower case, "_" appended)
+    listed = hatchet.workflows.list(workflow_name=prefix, limit=1000)
+    return [w for w in listed.rows or [] if w.name.startswith(prefix)]
 
 
 def delete_namespace(settings: Settings, namespace: str) -> int:
     """Delete every workflow registered under ``namespace``; returns how many.
 
-    The name filter matches substrings, so each name is checked for the exact
-    prefix: another namespace that merely contains this one is left alone.
-    Synchronous on purpose: it also runs at interpreter exit, when no thread
-    pool (the SDK's async calls use one) takes new work.
+    Its runs are left as they are (a queued one keeps its queue polled, so it
+    is not stranded). Synchronous on purpose: it also runs at interpreter
+    exit, when no thread pool (the SDK's async calls use one) takes new work.
     """
     hatchet = connect(settings, namespace=namespace)
-    prefix = hatchet.namespace  # as the SDK normalises it (lower case, "_" appended)
-    listed = hatchet.workflows.list(workflow_name=prefix, limit=1000)
-    doomed = [w for w in listed.rows or [] if w.name.startswith(prefix)]
+    doomed = _workflows(hatchet)
     for workflow in doomed:
         hatchet.workflows.delete(workflow.metadata.id)
     return len(doomed)
 
 
+def cancel_unfinished_runs(
+    settings: Settings, namespace: str, since: datetime, within: float = 20
+) -> bool:
+    """Cancel the namespace's queued and running runs created after ``since``.
+
+    The engine cancels in the background (a few seconds for hundreds); this
+    waits until its run list shows none left (True), or ``within`` seconds.
+    Deleting the workflows only then lets their emptied queues leave the
+    polling at once.
+    """
+    hatchet = connect(settings, namespace=namespace)
+    ids = [w.metadata.id for w in _workflows(hatchet)]
+    if not ids:
+        return True
+    unfinished = [V1TaskStatus.QUEUED, V1TaskStatus.RUNNING]
+    hatchet.runs.bulk_cancel(
+        BulkCancelReplayOpts(filters=RunFilter(since=since, statuses=unfinished, workflow_ids=ids))
+    )
+    deadline = time.monotonic() + within
+    while True:
+        left = hatchet.runs.list(
+            since=since, statuses=unfinished, workflow_ids=ids, limit=1, include_payloads=False
+        )
+        if not left.rows:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+
+
 def delete_namespaces(settings: Settings | None = None) -> int:
-    """Delete the workflows of every namespace recorded so far."""
+    """Cancel what every namespace recorded so far left unfinished, and delete its workflows."""
     settings = settings or Settings()
     deleted = 0
     while _created:
-        deleted += delete_namespace(settings, _created[0])
-        _created.pop(0)
+        namespace, since = next(iter(_created.items()))
+        if not cancel_unfinished_runs(settings, namespace, since):
+            print(f"runs of namespace {namespace} were still unfinished after 20 s")
+        deleted += delete_namespace(settings, namespace)
+        del _created[namespace]
     return deleted

@@ -8,7 +8,9 @@ kept polling thousands of dead queues (22% of a core, idle, on 2 cores).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from hatchet_sdk import Context, EmptyModel
 
 from tests.conftest import eventually
 from tests.helpers import engine_sql
-from tests.namespaces import delete_namespace, new_namespace
+from tests.namespaces import cancel_unfinished_runs, delete_namespace, new_namespace
 from workflows.engine import EngineInfo, connect
 from workflows.settings import Settings
 
@@ -80,3 +82,37 @@ async def test_a_deleted_workflows_idle_queues_are_no_longer_polled(
         assert after == {"finished:finished": (False, 0), "waiting:waiting": (True, 1)}, after
     finally:
         await hatchet.runs.aio_cancel(pending.workflow_run_id)
+
+
+async def test_a_sessions_cleanup_cancels_its_queued_runs_then_retires_their_queues(
+    engine: EngineInfo | None, settings: Settings
+) -> None:
+    """What tests and benchmarks leave queued (no worker took it) stops costing the engine.
+
+    A queued run keeps its queue polled until its schedule timeout (48 hours
+    for a ticket): the cleanup cancels a session's unfinished runs first,
+    so deleting the workflows retires the emptied queues at once.
+    """
+    if settings.external_engine:
+        pytest.skip("an external engine's database is its operator's")
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    namespace = new_namespace("leftover")
+    hatchet = connect(settings, namespace=namespace)
+    prefix = hatchet.namespace
+
+    @hatchet.task(name="left")
+    async def left(_: EmptyModel, ctx: Context) -> dict[str, Any]:
+        return {}
+
+    await hatchet._client.admin.aio_put_workflow(left.to_proto())
+    for _ in range(3):
+        await left.aio_run(wait_for_result=False)
+
+    async def three_queued() -> bool:
+        return queues(settings, prefix) == {"left:left": (True, 3)}
+
+    await eventually(three_queued, within=60, what="three runs queued with no worker")
+    assert await asyncio.to_thread(cancel_unfinished_runs, settings, namespace, since)
+    assert queues(settings, prefix) == {"left:left": (True, 0)}
+    assert delete_namespace(settings, namespace) == 1
+    assert queues(settings, prefix) == {"left:left": (False, 0)}
