@@ -13,6 +13,10 @@ The model is the fake Messages API answering instantly. Compared:
              the sandbox's container and the code are their work, measured
              against bare Docker by bench_sandbox).
 
+Where the overhead goes is printed too, per child round trip and against the
+bare chain's: the parent's turn (a child finished -> the next one created)
+and the engine's scheduling (created -> started).
+
 Target: overhead <= 1.5x the baseline. Throughput is bench_throughput's.
 Size: AGENT_BENCH_REPEATS (default 5).
 """
@@ -26,10 +30,12 @@ import statistics
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from hatchet_sdk import Context, DurableContext, EmptyModel, Hatchet
+from hatchet_sdk.clients.rest.models.v1_task_summary import V1TaskSummary
 
 from agent.tickets import Ticket
 from agent.tools import REPLY, RUN_CODE
@@ -105,14 +111,34 @@ async def _timed_run(
     return time.perf_counter() - started, outcome, ref.workflow_run_id
 
 
-async def children_work(hatchet: Hatchet, run_id: str, steps: int) -> float:
-    """Seconds the ticket's model turns and code runs spent executing, as the engine timed them.
+@dataclass
+class ChildTimes:
+    """A run's children as the engine timed them."""
 
-    Their own work (the model's answer, the sandbox's container and the code)
-    is what the loop step does, not what orchestrating it costs. The engine's
-    run list is updated about every second, so this waits for all of them.
+    work: float  # seconds the model turns and code runs spent executing
+    gaps: list[float]  # each child's creation after the previous one finished: the parent's turn
+    queued: list[float]  # each child's creation to its start: the engine's scheduling
+
+
+def child_times(rows: list[V1TaskSummary]) -> ChildTimes:
+    ordered = sorted(rows, key=lambda t: t.created_at)
+    gaps, queued, work = [], [], 0.0
+    for previous, task in zip([None, *ordered], ordered, strict=False):
+        if previous is not None and previous.finished_at is not None:
+            gaps.append((task.created_at - previous.finished_at).total_seconds())
+        if task.started_at is not None:
+            queued.append((task.started_at - task.created_at).total_seconds())
+        work += (task.duration or 0) / 1000
+    return ChildTimes(work, gaps, queued)
+
+
+async def listed_children(
+    hatchet: Hatchet, run_id: str, wanted: dict[str, int]
+) -> list[V1TaskSummary]:
+    """The run's finished children once ``wanted`` (name: count) are all listed.
+
+    The engine's run list is updated about every second, so this waits for them.
     """
-    wanted = {"llm-turn": steps + 1, "run-code": steps}
     for _ in range(100):
         listed = await hatchet.runs.aio_list(
             parent_task_external_id=run_id, include_payloads=False, limit=200
@@ -120,11 +146,24 @@ async def children_work(hatchet: Hatchet, run_id: str, steps: int) -> float:
         done = [t for t in listed.rows if t.duration is not None]
         names = [(t.workflow_name or "").split("_", 1)[-1] for t in done]
         if all(names.count(name) >= n for name, n in wanted.items()):
-            return (
-                sum(t.duration or 0 for t, n in zip(done, names, strict=True) if n in wanted) / 1000
-            )
+            return done
         await asyncio.sleep(0.5)
     raise TimeoutError(f"the engine did not list the children of {run_id}")
+
+
+async def children_work(hatchet: Hatchet, run_id: str, steps: int) -> ChildTimes:
+    """The ticket's model turns and code runs, as the engine timed them.
+
+    Their own work (the model's answer, the sandbox's container and the code)
+    is what the loop step does, not what orchestrating it costs.
+    """
+    wanted = {"llm-turn": steps + 1, "run-code": steps}
+    done = await listed_children(hatchet, run_id, wanted)
+    names = [(t.workflow_name or "").split("_", 1)[-1] for t in done]
+    times = child_times([t for t, n in zip(done, names, strict=True) if n in wanted])
+    # The gaps and queueing of every child, the reply and resolution included.
+    everything = child_times(done)
+    return ChildTimes(times.work, everything.gaps, everything.queued)
 
 
 async def measure(namespace: str) -> dict[str, float]:
@@ -137,24 +176,46 @@ async def measure(namespace: str) -> dict[str, float]:
     await timed_ticket(hatchet, workflow, 1, settings)  # warm-up: workers, pool, queues
     await chain.aio_run()
     child = []
+    bare_gaps: list[float] = []
+    bare_queued: list[float] = []
     for _ in range(repeats):
-        child.extend((await chain.aio_run())["seconds"])
+        ref = await chain.aio_run(wait_for_result=False)
+        child.extend((await ref.aio_result())["seconds"])
+        rows = await listed_children(hatchet, ref.workflow_run_id, {"bench-noop": CHAIN_LENGTH})
+        bare = child_times(rows)
+        bare_gaps += bare.gaps
+        bare_queued += bare.queued
     baseline = statistics.median(child)
 
     walls: dict[int, list[float]] = {1: [], 6: []}
     orchestration: dict[int, list[float]] = {1: [], 6: []}
+    gaps: list[float] = []
+    queued: list[float] = []
     for _ in range(repeats):
         for steps in (1, 6):
             seconds, outcome, run_id = await _timed_run(hatchet, workflow, steps, settings)
             assert outcome.status == TicketStatus.RESOLVED and outcome.scripts_run == steps, outcome
+            times = await children_work(hatchet, run_id, steps)
             walls[steps].append(seconds)
-            orchestration[steps].append(seconds - await children_work(hatchet, run_id, steps))
+            orchestration[steps].append(seconds - times.work)
+            if steps == 6:
+                gaps += times.gaps
+                queued += times.queued
 
     def slope(samples: dict[int, list[float]]) -> float:
         return (statistics.median(samples[6]) - statistics.median(samples[1])) / 5
 
     step, overhead = slope(walls), slope(orchestration)
-    return {"baseline": baseline, "step": step, "work": step - overhead, "overhead": overhead}
+    return {
+        "baseline": baseline,
+        "step": step,
+        "work": step - overhead,
+        "overhead": overhead,
+        "gap": statistics.median(gaps),
+        "queued": statistics.median(queued),
+        "bare_gap": statistics.median(bare_gaps),
+        "bare_queued": statistics.median(bare_queued),
+    }
 
 
 def noop_worker() -> None:
@@ -189,6 +250,14 @@ def main() -> None:
         f"  ratio overhead / baseline           {ratio:8.2f}x  "
         f"({verdict} the {TARGET_RATIO}x target)"
     )
+    print("  where a child's round trip goes (medians; ours over the 6-step tickets)")
+    for label, ours, bare in [
+        ("the parent's turn (finished -> next created)", "gap", "bare_gap"),
+        ("the engine's scheduling (created -> started)", "queued", "bare_queued"),
+    ]:
+        print(
+            f"    {label:<46} {figures[ours] * 1000:6.1f} ms (bare {figures[bare] * 1000:5.1f} ms)"
+        )
 
 
 if __name__ == "__main__":
