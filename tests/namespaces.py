@@ -32,6 +32,7 @@ from workflows.settings import Settings
 
 # Namespace -> when it was recorded, less a margin for clocks: its runs are younger.
 _created: dict[str, datetime] = {}
+_exit_registered = False
 
 
 def remember(namespace: str) -> str:
@@ -46,8 +47,10 @@ def new_namespace(prefix: str) -> str:
     A benchmark run on its own (``python -m benchmarks.bench_park``) deletes
     its namespaces when the process exits; ``make bench`` after each benchmark.
     """
-    if not _created:
+    global _exit_registered
+    if not _exit_registered:
         atexit.register(_delete_at_exit)
+        _exit_registered = True
     return remember(f"{prefix}{uuid.uuid4().hex[:10]}")
 
 
