@@ -8,8 +8,9 @@ its schedule timeout (49 hours for a ticket by default). Measured on 2 cores:
 750 workflows left by earlier test sessions kept an idle engine and its
 PostgreSQL at 35% CPU and cut parking from 3.8 to 1.5 tickets/s; 1,567 runs
 left queued by earlier benchmark runs (the HTTP intake benchmark's 200
-tickets each time) kept them at 27% of a core idle and made each code step
-cost 211-273 ms of machine CPU in orchestration instead of 137 ms. So each
+tickets each time) kept them at 27% of a core idle (15% without) and made
+each code step cost 211-273 ms of machine CPU in orchestration instead of
+137 ms. So each
 session cancels the runs it left unfinished and deletes what it registered
 (``delete_namespaces``, from the e2e conftest and after each benchmark); our
 engine build then stops polling the deleted workflows' idle queues too
