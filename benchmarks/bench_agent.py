@@ -24,6 +24,7 @@ Size: AGENT_BENCH_REPEATS (default 5).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import statistics
@@ -122,14 +123,22 @@ class ChildTimes:
 
 def child_times(rows: list[V1TaskSummary]) -> ChildTimes:
     ordered = sorted(rows, key=lambda t: t.created_at)
-    gaps, queued, work = [], [], 0.0
-    for previous, task in zip([None, *ordered], ordered, strict=False):
-        if previous is not None and previous.finished_at is not None:
-            gaps.append((task.created_at - previous.finished_at).total_seconds())
-        if task.started_at is not None:
-            queued.append((task.started_at - task.created_at).total_seconds())
-        work += (task.duration or 0) / 1000
-    return ChildTimes(work, gaps, queued)
+    return ChildTimes(
+        work=sum(t.duration or 0 for t in ordered) / 1000,
+        gaps=[
+            (task.created_at - previous.finished_at).total_seconds()
+            for previous, task in itertools.pairwise(ordered)
+            if previous.finished_at is not None
+        ],
+        queued=[
+            (t.started_at - t.created_at).total_seconds() for t in ordered if t.started_at
+        ],
+    )
+
+
+def task_name(task: V1TaskSummary) -> str:
+    """The task's name without its namespace prefix."""
+    return (task.workflow_name or "").split("_", 1)[-1]
 
 
 async def listed_children(
@@ -144,7 +153,7 @@ async def listed_children(
             parent_task_external_id=run_id, include_payloads=False, limit=200
         )
         done = [t for t in listed.rows if t.duration is not None]
-        names = [(t.workflow_name or "").split("_", 1)[-1] for t in done]
+        names = [task_name(t) for t in done]
         if all(names.count(name) >= n for name, n in wanted.items()):
             return done
         await asyncio.sleep(0.5)
@@ -159,11 +168,10 @@ async def children_work(hatchet: Hatchet, run_id: str, steps: int) -> ChildTimes
     """
     wanted = {"llm-turn": steps + 1, "run-code": steps}
     done = await listed_children(hatchet, run_id, wanted)
-    names = [(t.workflow_name or "").split("_", 1)[-1] for t in done]
-    times = child_times([t for t, n in zip(done, names, strict=True) if n in wanted])
     # The gaps and queueing of every child, the reply and resolution included.
     everything = child_times(done)
-    return ChildTimes(times.work, everything.gaps, everything.queued)
+    work = child_times([t for t in done if task_name(t) in wanted]).work
+    return ChildTimes(work, everything.gaps, everything.queued)
 
 
 async def measure(namespace: str) -> dict[str, float]:
