@@ -130,9 +130,7 @@ def child_times(rows: list[V1TaskSummary]) -> ChildTimes:
             for previous, task in itertools.pairwise(ordered)
             if previous.finished_at is not None
         ],
-        queued=[
-            (t.started_at - t.created_at).total_seconds() for t in ordered if t.started_at
-        ],
+        queued=[(t.started_at - t.created_at).total_seconds() for t in ordered if t.started_at],
     )
 
 
